@@ -1,0 +1,1 @@
+"""Blinatumomab symptom-triage assistant."""

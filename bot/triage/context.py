@@ -1,0 +1,101 @@
+"""What the words around a symptom say about it: denied, resolved, hypothetical, or described as severe.
+
+The engine is medspaCy's ConText; the cues are data (`knowledge/context_rules.json`). A cue is matched on
+match keys by default, so "dont have", "don't have" and "do not have" are one cue; a cue with
+`"attr": "LOWER"` is matched on the exact words, for cues whose tense matters ("stopped", "went away",
+unlike "make it stop" or "make it go away"). There are deliberately no cues for family members: a parent
+reporting "my son has a fever" is reporting the patient.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medspacy.context import ConText, ConTextRule
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from bot.triage.knowledge import KnowledgeError
+
+NEGATED = "NEGATED_EXISTENCE"
+RESOLVED = "RESOLVED"
+HYPOTHETICAL = "HYPOTHETICAL"
+SEVERE = "SEVERE"
+
+#: Categories that mean the symptom is not present now, and the word the output uses for each.
+EXCLUDING = {NEGATED: "negated", RESOLVED: "resolved", HYPOTHETICAL: "hypothetical"}
+_DIRECTIONS = {"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"}
+GROUP = "triage_targets"
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A context cue that modifies a target: its category and the words that triggered it."""
+
+    category: str
+    text: str
+
+
+class Context:
+    """Runs ConText over target spans and reports each span's cues."""
+
+    def __init__(self, nlp: Language, rules_path: Path, key: Callable[[str], str]) -> None:
+        self._context = ConText(
+            nlp,
+            rules=None,
+            span_attrs=None,
+            input_span_type="group",
+            span_group_name=GROUP,
+        )
+        self._context.add(load_rules(rules_path, nlp, key))
+
+    def cues(self, doc: Doc, spans: list[tuple[int, int]]) -> list[tuple[Cue, ...]]:
+        """The cues that modify each (start, end) token range, in the order given."""
+        doc.spans[GROUP] = [Span(doc, start, end, label="TARGET") for start, end in spans]
+        self._context(doc)
+        found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
+        for target, modifier in doc._.context_graph.edges:
+            start, end = modifier.modifier_span
+            found[(target.start, target.end)].append(Cue(modifier.category, doc[start:end].text))
+        return [tuple(found[span]) for span in spans]
+
+
+def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[ConTextRule]:
+    """Reads the cue file; literal cues become token patterns on match keys (or exact words)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries: list[dict[str, Any]] = data["context_rules"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KnowledgeError(f"{path}: cannot read context rules ({exc}); expected {{\"context_rules\": [...]}}") from exc
+    rules = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"{path}, rule {number} ({entry.get('literal')!r})"
+        direction = str(entry.get("direction", "")).upper()
+        if direction not in _DIRECTIONS:
+            raise KnowledgeError(f"{where}: direction {direction!r}; allowed: {', '.join(sorted(_DIRECTIONS))}")
+        literal = str(entry.get("literal") or "").strip()
+        if not literal or not entry.get("category"):
+            raise KnowledgeError(f"{where}: 'literal' and 'category' are required")
+        pattern = entry.get("pattern")
+        if pattern is None:
+            attr = str(entry.get("attr", "LEMMA")).upper()
+            tokens = nlp.make_doc(literal.lower())
+            if attr == "LOWER":
+                pattern = [{"LOWER": token.lower_} for token in tokens]
+            else:
+                pattern = [{"LEMMA": key(token.norm_)} for token in tokens]
+        rules.append(
+            ConTextRule(
+                literal,
+                str(entry["category"]).upper(),
+                pattern=pattern,
+                direction=direction,
+                max_scope=entry.get("max_scope"),
+                terminated_by=set(entry.get("terminated_by") or ()),
+            )
+        )
+    return rules

@@ -1,0 +1,180 @@
+"""The triage policy (DESIGN.md): each found symptom gets its level and a reason, and the message gets
+the worst level. Precautions win (encoded in the catalogue's levels), worst wins, severity escalates,
+denied / resolved / hypothetical symptoms do not count, and a message that reads like a complaint but
+matched nothing, or that could not be read, is `unclear` rather than `none`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from bot.triage.catalogue import Catalogue, Entry
+from bot.triage.context import EXCLUDING, SEVERE, Cue
+from bot.triage.result import Level, Symptom, Temperature, Triage, worst
+from bot.triage.spelling import Correction
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A catalogue phrase found in the text, before the policy is applied."""
+
+    entry: Entry
+    phrase: str
+    severe_phrase: bool
+    span: str
+    start: int
+    end: int
+    cues: tuple[Cue, ...]
+    corrections: tuple[Correction, ...]
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """Words that make a message read like a symptom report ("it hurts", "I feel off")."""
+
+    span: str
+    cues: tuple[Cue, ...]
+
+
+class Policy:
+    """Applies DESIGN.md's rules to what the matcher, context and thermometer found."""
+
+    def __init__(self, catalogue: Catalogue, temperature_terms: frozenset[str]) -> None:
+        self._catalogue = catalogue
+        self._temperature_terms = temperature_terms
+
+    def decide(
+        self,
+        findings: list[Finding],
+        complaints: list[Complaint],
+        temperature: Temperature | None,
+        readable: bool,
+    ) -> Triage:
+        judged = [self._symptom(finding) for finding in findings]
+        if temperature is not None:
+            judged = self._with_temperature(judged, temperature)
+        counted = _first_per_term([s for s in judged if not s.negated])
+        counted_terms = {s.term for s in counted}
+        excluded = _first_per_term([s for s in judged if s.negated and s.term not in counted_terms])
+        actions = self._catalogue.actions
+        if counted:
+            level = worst([s.level for s in counted])
+            top = [s.term for s in counted if s.level == level]
+            reason = f"{actions[level]} Because of: {'; '.join(top)}."
+            return Triage(level, reason, tuple(counted), tuple(excluded), temperature)
+        complaint = next((c for c in complaints if not _excluded_by(c.cues)), None)
+        if not readable:
+            reason = f"{actions[Level.UNCLEAR]} (The message could not be read as English.)"
+            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature)
+        if complaint is not None:
+            reason = (
+                f"{actions[Level.UNCLEAR]} ('{complaint.span}' sounds like a symptom, "
+                "but it matches no side effect in the medicine guide.)"
+            )
+            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature)
+        reason = actions[Level.NONE]
+        if excluded:
+            reason += " Set aside: " + "; ".join(f"{s.term} ({', '.join(s.context)})" for s in excluded) + "."
+        if temperature is not None:
+            reason += f" {temperature.advice}"
+        return Triage(Level.NONE, reason, (), tuple(excluded), temperature)
+
+    def _symptom(self, finding: Finding) -> Symptom:
+        entry = finding.entry
+        severe_cues = [cue.text for cue in finding.cues if cue.category == SEVERE]
+        excluded = [EXCLUDING[cue.category] for cue in finding.cues if cue.category in EXCLUDING]
+        severe = finding.severe_phrase or bool(severe_cues)
+        level = entry.severe_level if severe else entry.level
+        if finding.corrections:
+            method = "fuzzy"
+            score = min(correction.score for correction in finding.corrections)
+            read_as = ", ".join(f"'{c.original}' read as '{c.corrected}'" for c in finding.corrections)
+            matched = f"'{finding.span}' matched '{entry.term}' ({read_as})"
+        else:
+            method, score = "lemma", 1.0
+            matched = f"'{finding.span}' matched '{entry.term}'"
+        if excluded:
+            cue_words = ", ".join(f"'{cue.text}'" for cue in finding.cues if cue.category in EXCLUDING)
+            why = f"not counted: {', '.join(excluded)} by {cue_words}"
+        else:
+            why = self._why(entry, level, severe, finding.severe_phrase, severe_cues)
+        reason = f"{matched}: {why}. {entry.explanation}"
+        context = tuple(excluded) + (("severe",) if severe else ())
+        return Symptom(
+            term=entry.term,
+            level=level,
+            syndromes=entry.syndromes,
+            span=finding.span,
+            start=finding.start,
+            end=finding.end,
+            method=method,
+            score=score,
+            negated=bool(excluded),
+            reason=reason,
+            context=context,
+        )
+
+    def _why(self, entry: Entry, level: Level, severe: bool, severe_phrase: bool, severe_cues: list[str]) -> str:
+        if severe and level != entry.level:
+            said = "the words themselves" if severe_phrase else ", ".join(f"'{cue}'" for cue in severe_cues)
+            because = f"described as severe ({said})"
+            if level == Level.EMERGENCY:
+                return f"{because}; {self._catalogue.level_why[Level.EMERGENCY]}"
+            return f"{because}; a side effect that is severe, getting worse or constant needs a call right away"
+        if level == Level.EMERGENCY:
+            return self._catalogue.level_why[Level.EMERGENCY]
+        floor = max((section.floor for section in entry.sections), key=lambda lvl: lvl.rank)
+        if level.rank > floor.rank and entry.syndromes:
+            names = " and ".join(self._catalogue.syndromes[s] for s in entry.syndromes)
+            wording = f" (as '{entry.also_named[0]}')" if entry.also_named else ""
+            return (
+                f"the monograph's Precautions name it{wording} as a sign of {names}, to report right away; "
+                "Precautions win over the list of side effects that usually need no attention"
+            )
+        section = next((s for s in entry.sections if s.floor == floor), entry.sections[0])
+        return section.why
+
+    def _with_temperature(self, judged: list[Symptom], temperature: Temperature) -> list[Symptom]:
+        """A measured temperature decides the temperature terms: the number adds its term, and below
+        fever the same words without a number ("temp", "feverish") no longer count."""
+        if not temperature.term:
+            below = f"measured {temperature.celsius:.1f} °C, below fever"
+            return [
+                replace(s, negated=True, context=(*s.context, below), reason=f"{s.reason} Not counted: {below}.")
+                if s.term in self._temperature_terms and not s.negated
+                else s
+                for s in judged
+            ]
+        entry = self._catalogue.entry(temperature.term)
+        reason = (
+            f"'{temperature.span}' is {temperature.celsius:.1f} °C. {temperature.advice} "
+            f"The term is '{entry.term}': {self._why(entry, entry.level, False, False, [])}. {entry.explanation}"
+        )
+        from_number = Symptom(
+            term=entry.term,
+            level=entry.level,
+            syndromes=entry.syndromes,
+            span=temperature.span,
+            start=temperature.start,
+            end=temperature.end,
+            method="temperature",
+            score=1.0,
+            negated=False,
+            reason=reason,
+        )
+        return [from_number, *judged]
+
+
+def _excluded_by(cues: tuple[Cue, ...]) -> bool:
+    return any(cue.category in EXCLUDING for cue in cues)
+
+
+def _first_per_term(symptoms: list[Symptom]) -> list[Symptom]:
+    """One symptom per term: its most urgent occurrence, in order of first appearance."""
+    best: dict[str, Symptom] = {}
+    for symptom in symptoms:
+        current = best.get(symptom.term)
+        if current is None or symptom.level.rank > current.level.rank:
+            best[symptom.term] = symptom
+    order = {term: index for index, term in enumerate(dict.fromkeys(s.term for s in symptoms))}
+    return sorted(best.values(), key=lambda s: order[s.term])

@@ -1,0 +1,164 @@
+"""The triage engine: text in, `Triage` out. Wires the catalogue, the spelling normaliser, the phrase
+matcher, ConText and the thermometer together, and makes any input, however odd, safe to process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from spacy.tokens import Doc
+
+from bot.triage import assets, catalogue, temperature
+from bot.triage.context import Context
+from bot.triage.knowledge import knowledge_dir
+from bot.triage.matcher import Match, PhraseIndex
+from bot.triage.result import Triage
+from bot.triage.rules import Complaint, Finding, Policy
+from bot.triage.spelling import Speller, load_variants
+
+#: Long texts are read in pieces of about this many characters, cut at a line or sentence end where
+#: possible: context cues never reach across sentences, and ConText's cost grows with the square of the
+#: cues in one piece, so a 100 KB paste stays fast.
+CHUNK_CHARS = 2000
+#: Below this share of known English words a message is `unclear` (another language, or noise).
+MIN_ENGLISH_SHARE = 0.5
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+class Triager:
+    """Triage of patient messages against the side-effect catalogue."""
+
+    def __init__(self, knowledge: Path | None = None, assets_folder: Path | None = None) -> None:
+        folder = knowledge or knowledge_dir()
+        self.catalogue = catalogue.load(folder)
+        self._nlp = assets.load_pipeline(assets_folder)
+        self._sentencizer = self._nlp.get_pipe("sentencizer")
+        table = self._nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup")
+
+        def lemma(word: str) -> str:
+            return str(table.get(word, word))
+
+        self._speller = Speller(
+            lemma,
+            load_variants(folder / "spelling.csv", assets.lookups_table("en_lexeme_norm")),
+            assets.load_common_words(assets_folder),
+        )
+
+        def keyer(text: str) -> list[str]:
+            return [self._speller.key(token.norm_) for token in self._nlp.make_doc(text.lower())]
+
+        groups = self.catalogue.groups
+        self._symptoms = PhraseIndex(self._nlp.vocab, keyer, groups, "symptom")
+        for index, entry in enumerate(self.catalogue.entries):
+            for phrase in (entry.term, *entry.also_named, *entry.synonyms):
+                self._symptoms.add(index, phrase)
+            for phrase in entry.severe_synonyms:
+                self._symptoms.add(index, phrase, severe=True)
+        self._complaints = PhraseIndex(self._nlp.vocab, keyer, groups, "complaint")
+        for row in catalogue_rows(folder / "complaint_cues.csv"):
+            self._complaints.add(0, row)
+        self._speller.set_vocabulary(self._symptoms.words | self._complaints.words)
+        self._context = Context(self._nlp, folder / "context_rules.json", self._speller.key)
+        self._thermometer = temperature.load(folder / "temperature.csv")
+        self._policy = Policy(self.catalogue, self._thermometer.terms)
+
+    def triage(self, text: str) -> Triage:
+        """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
+        clean = sanitize(text if isinstance(text, str) else str(text))
+        findings: list[Finding] = []
+        complaints: list[Complaint] = []
+        known = words = 0
+        for offset, piece in chunks(clean, CHUNK_CHARS):
+            doc = self._read(piece)
+            corrections = self._speller.apply(doc)
+            symptoms = self._symptoms.find(doc)
+            complaint_matches = self._complaints.find(doc)
+            cues = self._context.cues(doc, [(m.start, m.end) for m in symptoms + complaint_matches])
+            for match, match_cues in zip(symptoms, cues):
+                start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
+                findings.append(
+                    Finding(
+                        entry=self.catalogue.entries[match.phrase.label],
+                        phrase=match.phrase.text,
+                        severe_phrase=match.phrase.severe,
+                        span=text[start:end] if len(text) == len(clean) else clean[start:end],
+                        start=start,
+                        end=end,
+                        cues=match_cues,
+                        corrections=tuple(corrections[i] for i in sorted(match.tokens) if i in corrections),
+                    )
+                )
+            for match, match_cues in zip(complaint_matches, cues[len(symptoms) :]):
+                complaints.append(Complaint(_text(doc, match), match_cues))
+            piece_known, piece_words = self._english_words(doc)
+            known, words = known + piece_known, words + piece_words
+        readable = words == 0 or known / words >= MIN_ENGLISH_SHARE
+        if readable and _is_mostly_foreign_script(clean):
+            readable = False
+        return self._policy.decide(findings, complaints, self._thermometer.read(clean), readable)
+
+    def triage_many(self, texts: Iterable[str]) -> Iterator[Triage]:
+        for text in texts:
+            yield self.triage(text)
+
+    def _read(self, text: str) -> Doc:
+        doc = self._nlp.make_doc(text.lower() if len(text.lower()) == len(text) else _lower_each(text))
+        return self._sentencizer(doc)
+
+    def _english_words(self, doc: Doc) -> tuple[int, int]:
+        known = words = 0
+        for token in doc:
+            if token.is_alpha and len(token) > 1 and _LATIN.match(token.text):
+                words += 1
+                if self._speller.knows(token.lemma_) or self._speller.knows(token.norm_):
+                    known += 1
+        return known, words
+
+
+def catalogue_rows(path: Path) -> list[str]:
+    from bot.triage.knowledge import read_table
+
+    return [row.required("phrase").lower() for row in read_table(path, ("phrase",))]
+
+
+def sanitize(text: str) -> str:
+    """Same length as `text`: control characters and lone surrogates become spaces, so offsets hold."""
+    return _CONTROL.sub(" ", text)
+
+
+def chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
+    """Pieces of at most about `size` characters with their offsets, cut at a line or sentence end, else
+    at a space, else anywhere."""
+    start = 0
+    while len(text) - start > size:
+        window = text[start : start + size]
+        cut = max(window.rfind("\n"), window.rfind(". "), window.rfind("? "), window.rfind("! "))
+        if cut < size // 2:
+            cut = window.rfind(" ")
+        if cut < size // 2:
+            cut = size - 1
+        yield start, text[start : start + cut + 1]
+        start += cut + 1
+    if start < len(text) or start == 0:
+        yield start, text[start:]
+
+
+def _lower_each(text: str) -> str:
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def _text(doc: Doc, match: Match) -> str:
+    return doc[match.start : match.end].text
+
+
+def _is_mostly_foreign_script(text: str) -> bool:
+    letters = _LETTER.findall(text)
+    if not letters:
+        return False
+    latin = sum(1 for letter in letters if _LATIN.match(letter))
+    return latin < len(letters) / 2
