@@ -48,6 +48,8 @@ class Context:
             nlp,
             rules=None,
             span_attrs=None,
+            # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
+            prune_on_target_overlap=True,
             input_span_type="group",
             span_group_name=GROUP,
         )
@@ -55,6 +57,8 @@ class Context:
 
     def cues(self, doc: Doc, spans: list[tuple[int, int]]) -> list[tuple[Cue, ...]]:
         """The cues that modify each (start, end) token range, in the order given."""
+        if not spans:
+            return []
         doc.spans[GROUP] = [Span(doc, start, end, label="TARGET") for start, end in spans]
         self._context(doc)
         found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
@@ -72,6 +76,7 @@ def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[Con
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KnowledgeError(f"{path}: cannot read context rules ({exc}); expected {{\"context_rules\": [...]}}") from exc
     rules = []
+    seen: set[str] = set()
     for number, entry in enumerate(entries, start=1):
         where = f"{path}, rule {number} ({entry.get('literal')!r})"
         direction = str(entry.get("direction", "")).upper()
@@ -88,13 +93,24 @@ def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[Con
                 pattern = [{"LOWER": token.lower_} for token in tokens]
             else:
                 pattern = [{"LEMMA": key(token.norm_)} for token in tokens]
+        # Spelling variants of one cue ("dont have", "don't have", "do not have") share one pattern;
+        # keeping one keeps the matcher fast.
+        identity = json.dumps([entry["category"], direction, pattern], sort_keys=True)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        max_scope = entry.get("max_scope")
+        if direction == "PSEUDO" and max_scope is None:
+            # medspaCy 1.2's tuple_overlaps misses a scope lying wholly inside another, so a pseudo cue
+            # scoped to its whole sentence would never end a negation's scope; one token each side does.
+            max_scope = 1
         rules.append(
             ConTextRule(
                 literal,
                 str(entry["category"]).upper(),
                 pattern=pattern,
                 direction=direction,
-                max_scope=entry.get("max_scope"),
+                max_scope=max_scope,
                 terminated_by=set(entry.get("terminated_by") or ()),
             )
         )

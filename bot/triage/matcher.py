@@ -65,7 +65,6 @@ class PhraseIndex:
         self._part_ids: dict[tuple[tuple[str, ...], ...], int] = {}
         self._part_of_match_id: dict[int, int] = {}
         self._phrases_by_first: dict[int, list[Phrase]] = {}
-        self.words: set[str] = set()
 
     def add(self, label: int, text: str, *, severe: bool = False) -> None:
         """Adds one phrase; `label` is the caller's index of what the phrase stands for."""
@@ -115,7 +114,6 @@ class PhraseIndex:
             members = self._groups[group.group(1)] if group else (word,)
             options = [tuple(self._keyer(member)) for member in members]
             alternatives.append([option for option in options if option])
-            self.words.update(member for member in members)
         sequences = [tuple(itertools.chain.from_iterable(combo)) for combo in itertools.product(*alternatives)]
         key = tuple(sorted(set(sequences)))
         part_id = self._part_ids.get(key)

@@ -1,7 +1,7 @@
 """Token normalisation: turns each token into the key that catalogue phrases are matched on.
 
 A key is the dictionary lemma of the token after SMS spelling (`knowledge/spelling.csv`), British to US
-spelling and dropped-g repair ("throwin"). Tokens that are still unknown may be corrected to a catalogue
+spelling, dropped-g repair ("throwin"), stretched letters ("sooo") and "-ish" ("yellowish"). Tokens that are still unknown may be corrected to a catalogue
 word by edit distance; the guards that keep this safe live here and nowhere else (see `FuzzyPolicy`).
 """
 
@@ -106,6 +106,8 @@ class Speller:
 
     def _standard(self, norm: str) -> str:
         word = self._variants.get(norm, norm)
+        if word.endswith("ish") and word[:-3] in self._vocabulary:  # "yellowish", "greyish"
+            return word[:-3]
         if word in self._vocabulary or word in self._common or not _LETTERS.match(word):
             return word
         if word.endswith("in") and self.knows(word + "g"):

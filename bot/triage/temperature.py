@@ -26,7 +26,7 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 _OTHER_UNIT = re.compile(
-    r"^\s*(?:%|kg|kgs|kilos?|lbs?|pounds?|g|mg|mcg|ml|mls|l|cm|mm|mmol|bpm|beats|breaths|hours?|hrs?|"
+    r"\s*(?:%|kg|kgs|kilos?|lbs?|pounds?|g|mg|mcg|ml|mls|l|cm|mm|mmol|bpm|beats|breaths|hours?|hrs?|"
     r"mins?|minutes?|days?|weeks?|months?|years?|yrs?|y/?o|am|pm|times|x)\b",
     re.IGNORECASE,
 )

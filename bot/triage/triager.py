@@ -12,7 +12,8 @@ from spacy.tokens import Doc
 
 from bot.triage import assets, catalogue, temperature
 from bot.triage.context import Context
-from bot.triage.knowledge import knowledge_dir
+from bot.triage.catalogue import Catalogue
+from bot.triage.knowledge import knowledge_dir, read_table
 from bot.triage.matcher import Match, PhraseIndex
 from bot.triage.result import Triage
 from bot.triage.rules import Complaint, Finding, Policy
@@ -28,6 +29,7 @@ MIN_ENGLISH_SHARE = 0.5
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"[a-z]+")
 
 
 class Triager:
@@ -52,6 +54,10 @@ class Triager:
         def keyer(text: str) -> list[str]:
             return [self._speller.key(token.norm_) for token in self._nlp.make_doc(text.lower())]
 
+        cue_phrases = load_phrases(folder / "complaint_cues.csv")
+        # The vocabulary must be known before any phrase is compiled: it decides which words are left
+        # as written and which may be respelled, for phrases and messages alike.
+        self._speller.set_vocabulary(_words(self.catalogue, cue_phrases))
         groups = self.catalogue.groups
         self._symptoms = PhraseIndex(self._nlp.vocab, keyer, groups, "symptom")
         for index, entry in enumerate(self.catalogue.entries):
@@ -60,9 +66,8 @@ class Triager:
             for phrase in entry.severe_synonyms:
                 self._symptoms.add(index, phrase, severe=True)
         self._complaints = PhraseIndex(self._nlp.vocab, keyer, groups, "complaint")
-        for row in catalogue_rows(folder / "complaint_cues.csv"):
-            self._complaints.add(0, row)
-        self._speller.set_vocabulary(self._symptoms.words | self._complaints.words)
+        for phrase in cue_phrases:
+            self._complaints.add(0, phrase)
         self._context = Context(self._nlp, folder / "context_rules.json", self._speller.key)
         self._thermometer = temperature.load(folder / "temperature.csv")
         self._policy = Policy(self.catalogue, self._thermometer.terms)
@@ -120,10 +125,15 @@ class Triager:
         return known, words
 
 
-def catalogue_rows(path: Path) -> list[str]:
-    from bot.triage.knowledge import read_table
-
+def load_phrases(path: Path) -> list[str]:
+    """The `phrase` column of a knowledge table (complaint cues), in the catalogue's phrase syntax."""
     return [row.required("phrase").lower() for row in read_table(path, ("phrase",))]
+
+
+def _words(known: Catalogue, extra: list[str]) -> set[str]:
+    phrases = [p for e in known.entries for p in (e.term, *e.also_named, *e.synonyms, *e.severe_synonyms)]
+    words = {word for phrase in phrases + extra for word in _WORD.findall(phrase)}
+    return words | {word for members in known.groups.values() for word in members}
 
 
 def sanitize(text: str) -> str:

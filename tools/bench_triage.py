@@ -1,0 +1,119 @@
+"""Benchmark of the triage core: start-up time, throughput on 10-40-word messages (one process), and
+peak memory. Targets (issue 2): at least 2,000 messages/s, start-up under 2 s, under 300 MB.
+
+Each figure is measured in a fresh child process so that start-up and memory are what a real process
+sees. Results are printed and written to build/bench/triage.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MESSAGES = 5000
+SEED = 7
+
+_PARTS = [
+    "since this morning",
+    "my son has",
+    "I think",
+    "not sure if this matters but",
+    "today",
+    "after the infusion",
+    "she keeps saying",
+    "on and off",
+    "hi it's his mum",
+    "for two days now",
+    "no fever",
+    "temp 38.4",
+    "he's had",
+    "and",
+    "but",
+    "also",
+    "really",
+    "what if",
+    "is that normal?",
+    "thank you",
+]
+
+
+def messages(count: int, seed: int = SEED) -> list[str]:
+    """Synthetic patient messages of 10-40 words: everyday filler around catalogue phrases."""
+    sys.path.insert(0, str(ROOT))
+    from bot.triage import catalogue
+
+    phrases = [p.replace(" ... ", " really ").replace("{", "").replace("}", "") for e in catalogue.load().entries
+               for p in e.synonyms]  # fmt: skip
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        target = rng.randint(10, 40)
+        words: list[str] = []
+        while len(words) < target:
+            words.extend((rng.choice(phrases) if rng.random() < 0.3 else rng.choice(_PARTS)).split())
+        out.append(" ".join(words[:target]))
+    return out
+
+
+_CHILD = r"""
+import json, resource, sys, time
+start = time.perf_counter()
+from bot.triage import default_triager
+triager = default_triager()
+triager.triage("warm-up")
+startup = time.perf_counter() - start
+texts = json.load(sys.stdin)
+begin = time.perf_counter()
+levels = {}
+for text in texts:
+    level = triager.triage(text).level.value
+    levels[level] = levels.get(level, 0) + 1
+elapsed = time.perf_counter() - begin
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"startup_s": startup, "messages": len(texts), "seconds": elapsed,
+                  "messages_per_s": len(texts) / elapsed, "peak_mb": peak_mb, "levels": levels}))
+"""
+
+
+def main() -> int:
+    texts = messages(MESSAGES)
+    words = [len(t.split()) for t in texts]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], input=json.dumps(texts), capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return 1
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["words_per_message"] = {"min": min(words), "max": max(words), "mean": round(sum(words) / len(words), 1)}
+    result["targets"] = {"messages_per_s": 2000, "startup_s": 2.0, "peak_mb": 300}
+    out = ROOT / "build" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "triage.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    verdict = {
+        "messages_per_s": result["messages_per_s"] >= 2000,
+        "startup_s": result["startup_s"] < 2.0,
+        "peak_mb": result["peak_mb"] < 300,
+    }
+    print(f"triage core, one process, {result['messages']} messages of "
+          f"{result['words_per_message']['min']}-{result['words_per_message']['max']} words")  # fmt: skip
+    print(f"  throughput  {result['messages_per_s']:8.0f} messages/s   (target >= 2000)  "
+          f"{'ok' if verdict['messages_per_s'] else 'MISSED'}")  # fmt: skip
+    print(f"  start-up    {result['startup_s']:8.2f} s            (target < 2 s)     "
+          f"{'ok' if verdict['startup_s'] else 'MISSED'}")  # fmt: skip
+    print(f"  peak memory {result['peak_mb']:8.0f} MB           (target < 300 MB)  "
+          f"{'ok' if verdict['peak_mb'] else 'MISSED'}")  # fmt: skip
+    print(f"  levels      {result['levels']}")
+    print(f"  written to  {out / 'triage.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
