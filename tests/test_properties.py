@@ -40,7 +40,12 @@ def test_symbols_emoji_controls_and_whitespace_are_none_or_unclear(triager: Tria
 
 
 @quick
-@given(st.text(alphabet=st.characters(whitelist_categories=("Lo", "Ll", "Lu"), min_codepoint=0x0370, max_codepoint=0x9FFF), min_size=2))
+@given(
+    st.text(
+        alphabet=st.characters(whitelist_categories=("Lo", "Ll", "Lu"), min_codepoint=0x0370, max_codepoint=0x9FFF),
+        min_size=2,
+    )
+)
 def test_text_in_other_scripts_is_unclear(triager: Triager, text: str) -> None:
     assert check(triager, text)["level"] == "unclear"
 

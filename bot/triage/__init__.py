@@ -16,10 +16,10 @@ import sys
 if "tensorflow" not in sys.modules:
     sys.modules["tensorflow"] = None  # type: ignore[assignment]
 
-from functools import lru_cache  # noqa: E402
+from functools import lru_cache
 
-from bot.triage.result import Level, Symptom, Temperature, Triage  # noqa: E402
-from bot.triage.triager import Triager  # noqa: E402
+from bot.triage.result import Level, Symptom, Temperature, Triage
+from bot.triage.triager import Triager
 
 __all__ = ["Level", "Symptom", "Temperature", "Triage", "Triager", "default_triager"]
 

@@ -20,7 +20,14 @@ MAX_LINE_BYTES = 1_000_000
 
 
 def _error(message: str) -> dict[str, Any]:
-    return {"level": Level.UNCLEAR.value, "reason": message, "symptoms": [], "excluded": [], "temperature": None, "error": message}
+    return {
+        "level": Level.UNCLEAR.value,
+        "reason": message,
+        "symptoms": [],
+        "excluded": [],
+        "temperature": None,
+        "error": message,
+    }
 
 
 def _answer_line(raw: bytes) -> dict[str, Any]:
@@ -30,7 +37,7 @@ def _answer_line(raw: bytes) -> dict[str, Any]:
         record = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return _error("line is not UTF-8 text")
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return _error(f"line is not valid JSON ({exc.msg})")
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return _error('line must be a JSON object with a "text" string')

@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import spacy
+import spacy.about
 from spacy.language import Language
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "build" / "assets"
 PIPELINE = "spacy_en_lookup"
+#: Bump when what `build` writes changes, so that older asset folders are rebuilt on first use.
+VERSION = "2"
 COMMON_WORDS = "common_words.txt"
+FOREIGN_WORDS = "foreign_function_words.txt"
+
+#: Languages whose function words ("de", "à", "und", "ng") mark a message the assistant cannot read.
+#: spaCy ships their stop-word lists, so no download is needed.
+OTHER_LANGUAGES = ("es", "fr", "de", "pt", "it", "nl", "pl", "tr", "ro", "id", "tl", "vi", "sv", "da", "nb", "fi",
+                   "hu", "cs", "hr", "ca")  # fmt: skip
+#: Words at least this frequent in English are never counted as foreign ("me", "son", "van").
+ENGLISH_WORD_LOGPROB = -11.0
 
 #: Words at least this frequent (log probability in spaCy's English lexeme table) are real words that
 #: spelling correction must leave alone: "never" (-7.1) is not "fever", "see" (-6.7) is not "pee".
@@ -52,7 +64,10 @@ def build(target: Path | None = None) -> Path:
         probabilities = _lookups_table("en_lexeme_prob")
         common = sorted(word for word, logprob in probabilities.items() if logprob >= COMMON_WORD_LOGPROB)
         (scratch / COMMON_WORDS).write_text("\n".join(common) + "\n", encoding="utf-8")
-        (scratch / ".built").write_text(spacy.__version__ + "\n", encoding="utf-8")
+        english = {word for word, logprob in probabilities.items() if logprob >= ENGLISH_WORD_LOGPROB}
+        foreign = sorted(_stop_words(OTHER_LANGUAGES) - _stop_words(("en",)) - english)
+        (scratch / FOREIGN_WORDS).write_text("\n".join(foreign) + "\n", encoding="utf-8")
+        (scratch / ".built").write_text(_stamp(), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
         scratch.rename(folder)
@@ -72,23 +87,49 @@ def load_common_words(folder: Path | None = None) -> frozenset[str]:
     return frozenset(path.read_text(encoding="utf-8").split())
 
 
+def load_foreign_words(folder: Path | None = None) -> frozenset[str]:
+    path = _ensure(folder) / FOREIGN_WORDS
+    return frozenset(path.read_text(encoding="utf-8").split())
+
+
+def english_stop_words() -> frozenset[str]:
+    return frozenset(_stop_words(("en",)))
+
+
+def _stop_words(languages: tuple[str, ...]) -> set[str]:
+    words: set[str] = set()
+    for code in languages:
+        module = importlib.import_module(f"spacy.lang.{code}.stop_words")
+        words |= {word.lower() for word in module.STOP_WORDS if " " not in word}
+    return words
+
+
 def lookups_table(name: str) -> dict[str, str]:
     """A small table of `spacy-lookups-data` (such as `en_lexeme_norm`, British to US spelling)."""
     return {str(key): str(value) for key, value in _lookups_table(name).items()}
 
 
-def _lookups_table(name: str) -> dict[str, object]:
+def _lookups_table(name: str) -> dict[str, Any]:
     import spacy_lookups_data
 
     path = Path(spacy_lookups_data.__file__).parent / "data" / f"{name}.json.gz"
     with gzip.open(path, "rt", encoding="utf-8") as handle:
-        table: dict[str, object] = json.load(handle)
+        table: dict[str, Any] = json.load(handle)
     return table
+
+
+def _stamp() -> str:
+    return f"assets {VERSION}, spaCy {spacy.about.__version__}\n"
+
+
+def is_current(folder: Path) -> bool:
+    stamp = folder / ".built"
+    return stamp.is_file() and stamp.read_text(encoding="utf-8") == _stamp()
 
 
 def _ensure(folder: Path | None) -> Path:
     folder = folder or assets_dir()
-    if not (folder / ".built").is_file():
+    if not is_current(folder):
         build(folder)
     return folder
 
@@ -99,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help=f"target folder (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     folder = args.dir or assets_dir()
-    if args.build or not (folder / ".built").is_file():
+    if args.build or not is_current(folder):
         build(folder)
     print(folder)
     return 0

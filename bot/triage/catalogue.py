@@ -191,6 +191,8 @@ def _phrases(row: Row, column: str, groups: dict[str, tuple[str, ...]]) -> tuple
             raise row.error(column, f"phrase {phrase!r} starts or ends with '{GAP}' or has two in a row")
         for group in _GROUP.findall(phrase):
             if group not in groups:
-                raise row.error(column, f"phrase {phrase!r} names unknown group {{{group}}}; known: {', '.join(groups)}")
+                raise row.error(
+                    column, f"phrase {phrase!r} names unknown group {{{group}}}; known: {', '.join(groups)}"
+                )
         phrases.append(phrase)
     return tuple(dict.fromkeys(phrases))

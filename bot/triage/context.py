@@ -74,7 +74,7 @@ def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[Con
         data = json.loads(path.read_text(encoding="utf-8"))
         entries: list[dict[str, Any]] = data["context_rules"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise KnowledgeError(f"{path}: cannot read context rules ({exc}); expected {{\"context_rules\": [...]}}") from exc
+        raise KnowledgeError(f'{path}: cannot read context rules ({exc}); expected {{"context_rules": [...]}}') from exc
     rules = []
     seen: set[str] = set()
     for number, entry in enumerate(entries, start=1):

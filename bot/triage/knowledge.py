@@ -68,8 +68,7 @@ def read_table(path: Path, columns: Iterable[str]) -> Iterator[Row]:
             missing = [column for column in columns if column not in header]
             if missing:
                 raise KnowledgeError(
-                    f"{path}, row 1: missing column(s) {', '.join(missing)}; the header must name "
-                    f"{', '.join(columns)}"
+                    f"{path}, row 1: missing column(s) {', '.join(missing)}; the header must name {', '.join(columns)}"
                 )
             for number, values in enumerate(reader, start=2):
                 if None in values:

@@ -1,8 +1,9 @@
 """Token normalisation: turns each token into the key that catalogue phrases are matched on.
 
 A key is the dictionary lemma of the token after SMS spelling (`knowledge/spelling.csv`), British to US
-spelling, dropped-g repair ("throwin"), stretched letters ("sooo") and "-ish" ("yellowish"). Tokens that are still unknown may be corrected to a catalogue
-word by edit distance; the guards that keep this safe live here and nowhere else (see `FuzzyPolicy`).
+spelling, dropped-g repair ("throwin"), stretched letters ("sooo") and "-ish" ("yellowish"). Tokens that
+are still unknown may be corrected to a catalogue word by edit distance; the guards that keep this safe
+live here and nowhere else (see `FuzzyPolicy`).
 """
 
 from __future__ import annotations
@@ -125,9 +126,7 @@ class Speller:
         if key in self._vocabulary or not self._may_correct(word):
             return key, None
         candidates = self._targets.get(word[0], [])
-        best = process.extractOne(
-            word, candidates, scorer=OSA.distance, score_cutoff=self._policy.max_edits(word)
-        )
+        best = process.extractOne(word, candidates, scorer=OSA.distance, score_cutoff=self._policy.max_edits(word))
         if best is None:
             return key, None
         target, distance, _ = best

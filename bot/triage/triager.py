@@ -7,13 +7,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from spacy.tokens import Doc
 
 from bot.triage import assets, catalogue, temperature
-from bot.triage.context import Context
 from bot.triage.catalogue import Catalogue
+from bot.triage.context import Context
 from bot.triage.knowledge import knowledge_dir, read_table
+from bot.triage.language import LanguageCheck, Tally
 from bot.triage.matcher import Match, PhraseIndex
 from bot.triage.result import Triage
 from bot.triage.rules import Complaint, Finding, Policy
@@ -23,12 +25,8 @@ from bot.triage.spelling import Speller, load_variants
 #: possible: context cues never reach across sentences, and ConText's cost grows with the square of the
 #: cues in one piece, so a 100 KB paste stays fast.
 CHUNK_CHARS = 2000
-#: Below this share of known English words a message is `unclear` (another language, or noise).
-MIN_ENGLISH_SHARE = 0.5
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
-_LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -40,7 +38,8 @@ class Triager:
         self.catalogue = catalogue.load(folder)
         self._nlp = assets.load_pipeline(assets_folder)
         self._sentencizer = self._nlp.get_pipe("sentencizer")
-        table = self._nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup")
+        lemmatizer: Any = self._nlp.get_pipe("lemmatizer")
+        table = lemmatizer.lookups.get_table("lemma_lookup")
 
         def lemma(word: str) -> str:
             return str(table.get(word, word))
@@ -71,20 +70,23 @@ class Triager:
         self._context = Context(self._nlp, folder / "context_rules.json", self._speller.key)
         self._thermometer = temperature.load(folder / "temperature.csv")
         self._policy = Policy(self.catalogue, self._thermometer.terms)
+        self._language = LanguageCheck(
+            self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
+        )
 
     def triage(self, text: str) -> Triage:
         """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
         clean = sanitize(text if isinstance(text, str) else str(text))
         findings: list[Finding] = []
         complaints: list[Complaint] = []
-        known = words = 0
+        tally = Tally()
         for offset, piece in chunks(clean, CHUNK_CHARS):
             doc = self._read(piece)
             corrections = self._speller.apply(doc)
             symptoms = self._symptoms.find(doc)
             complaint_matches = self._complaints.find(doc)
             cues = self._context.cues(doc, [(m.start, m.end) for m in symptoms + complaint_matches])
-            for match, match_cues in zip(symptoms, cues):
+            for match, match_cues in zip(symptoms, cues[: len(symptoms)], strict=True):
                 start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
                 findings.append(
                     Finding(
@@ -98,13 +100,10 @@ class Triager:
                         corrections=tuple(corrections[i] for i in sorted(match.tokens) if i in corrections),
                     )
                 )
-            for match, match_cues in zip(complaint_matches, cues[len(symptoms) :]):
+            for match, match_cues in zip(complaint_matches, cues[len(symptoms) :], strict=True):
                 complaints.append(Complaint(_text(doc, match), match_cues))
-            piece_known, piece_words = self._english_words(doc)
-            known, words = known + piece_known, words + piece_words
-        readable = words == 0 or known / words >= MIN_ENGLISH_SHARE
-        if readable and _is_mostly_foreign_script(clean):
-            readable = False
+            self._language.count(doc, tally)
+        readable = self._language.readable(clean, tally)
         return self._policy.decide(findings, complaints, self._thermometer.read(clean), readable)
 
     def triage_many(self, texts: Iterable[str]) -> Iterator[Triage]:
@@ -114,15 +113,6 @@ class Triager:
     def _read(self, text: str) -> Doc:
         doc = self._nlp.make_doc(text.lower() if len(text.lower()) == len(text) else _lower_each(text))
         return self._sentencizer(doc)
-
-    def _english_words(self, doc: Doc) -> tuple[int, int]:
-        known = words = 0
-        for token in doc:
-            if token.is_alpha and len(token) > 1 and _LATIN.match(token.text):
-                words += 1
-                if self._speller.knows(token.lemma_) or self._speller.knows(token.norm_):
-                    known += 1
-        return known, words
 
 
 def load_phrases(path: Path) -> list[str]:
@@ -164,11 +154,3 @@ def _lower_each(text: str) -> str:
 
 def _text(doc: Doc, match: Match) -> str:
     return doc[match.start : match.end].text
-
-
-def _is_mostly_foreign_script(text: str) -> bool:
-    letters = _LETTER.findall(text)
-    if not letters:
-        return False
-    latin = sum(1 for letter in letters if _LATIN.match(letter))
-    return latin < len(letters) / 2

@@ -1,0 +1,61 @@
+"""Whether a message is English the assistant can read. A message it cannot read is `unclear` (a person
+reads it), never `none`: a parent writing in Spanish about a fever must not be told nothing was found.
+
+Three signs, any one enough: most letters are not Latin; under half of the words are known English (or
+catalogue) words; more function words of other languages than of English ("j'ai mal à la tête").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spacy.tokens import Doc
+
+#: Below this share of known words a message is not read as English.
+MIN_KNOWN_SHARE = 0.5
+
+_LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+@dataclass
+class Tally:
+    """Word counts over the pieces of one message."""
+
+    words: int = 0
+    known: int = 0
+    foreign: int = 0
+    english: int = 0
+
+
+class LanguageCheck:
+    def __init__(self, knows: Callable[[str], bool], foreign: frozenset[str], english: frozenset[str]) -> None:
+        self._knows = knows
+        self._foreign = foreign
+        self._english = english
+
+    def count(self, doc: Doc, tally: Tally) -> None:
+        """Adds one piece of the message to the tally (token lemmas are match keys by now)."""
+        for token in doc:
+            if not token.is_alpha:
+                continue
+            text = token.lower_
+            if text in self._english:
+                tally.english += 1
+            elif text in self._foreign:
+                tally.foreign += 1
+            if len(text) > 1 and _LATIN.match(text):
+                tally.words += 1
+                if self._knows(text) or self._knows(token.lemma_) or self._knows(token.norm_):
+                    tally.known += 1
+
+    def readable(self, text: str, tally: Tally) -> bool:
+        if tally.foreign and tally.foreign > tally.english:
+            return False
+        if tally.words and tally.known / tally.words < MIN_KNOWN_SHARE:
+            return False
+        letters = _LETTER.findall(text)
+        latin = sum(1 for letter in letters if _LATIN.match(letter))
+        return latin >= len(letters) / 2
