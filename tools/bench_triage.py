@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,14 @@ def messages(count: int, seed: int = SEED) -> list[str]:
     return out
 
 
-_CHILD = r"""
+REPEATS = 3
+PROCESSES = 3
+# Throughput is the best of PROCESSES x REPEATS passes over the same messages (as timeit does): on a
+# shared machine the fastest pass is the one least disturbed by other work; all passes are reported.
+# Start-up is the median over the fresh processes; peak memory the largest.
+_CHILD = (
+    f"REPEATS = {REPEATS}\n"
+    + r"""
 import json, resource, sys, time
 start = time.perf_counter()
 from bot.triage import default_triager
@@ -68,29 +76,39 @@ triager = default_triager()
 triager.triage("warm-up")
 startup = time.perf_counter() - start
 texts = json.load(sys.stdin)
-begin = time.perf_counter()
-levels = {}
-for text in texts:
-    level = triager.triage(text).level.value
-    levels[level] = levels.get(level, 0) + 1
-elapsed = time.perf_counter() - begin
+rates = []
+for _ in range(REPEATS):
+    levels = {}
+    begin = time.perf_counter()
+    for text in texts:
+        level = triager.triage(text).level.value
+        levels[level] = levels.get(level, 0) + 1
+    rates.append(len(texts) / (time.perf_counter() - begin))
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"startup_s": startup, "messages": len(texts), "seconds": elapsed,
-                  "messages_per_s": len(texts) / elapsed, "peak_mb": peak_mb, "levels": levels}))
+print(json.dumps({"startup_s": startup, "messages": len(texts), "repeats": REPEATS, "rates": rates,
+                  "messages_per_s": max(rates), "peak_mb": peak_mb, "levels": levels}))
 """
+)
 
 
 def main() -> int:
     texts = messages(MESSAGES)
     words = [len(t.split()) for t in texts]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD], input=json.dumps(texts), capture_output=True, text=True, env=env, cwd=ROOT
-    )
-    if done.returncode != 0:
-        print(done.stderr[-3000:], file=sys.stderr)
-        return 1
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(PROCESSES):
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD], input=json.dumps(texts), capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    result = max(runs, key=lambda run: run["messages_per_s"])
+    result["startup_s"] = statistics.median(run["startup_s"] for run in runs)
+    result["startup_runs"] = [run["startup_s"] for run in runs]
+    result["rates"] = [rate for run in runs for rate in run["rates"]]
+    result["peak_mb"] = max(run["peak_mb"] for run in runs)
     result["words_per_message"] = {"min": min(words), "max": max(words), "mean": round(sum(words) / len(words), 1)}
     result["targets"] = {"messages_per_s": 2000, "startup_s": 2.0, "peak_mb": 300}
     out = ROOT / "build" / "bench"
@@ -104,9 +122,11 @@ def main() -> int:
     print(f"triage core, one process, {result['messages']} messages of "
           f"{result['words_per_message']['min']}-{result['words_per_message']['max']} words")  # fmt: skip
     print(f"  throughput  {result['messages_per_s']:8.0f} messages/s   (target >= 2000)  "
-          f"{'ok' if verdict['messages_per_s'] else 'MISSED'}")  # fmt: skip
+          f"{'ok' if verdict['messages_per_s'] else 'MISSED'}   passes: "
+          f"{', '.join(f'{rate:.0f}' for rate in result['rates'])}")  # fmt: skip
     print(f"  start-up    {result['startup_s']:8.2f} s            (target < 2 s)     "
-          f"{'ok' if verdict['startup_s'] else 'MISSED'}")  # fmt: skip
+          f"{'ok' if verdict['startup_s'] else 'MISSED'}   runs: "
+          f"{', '.join(f'{run:.2f}' for run in result['startup_runs'])}")  # fmt: skip
     print(f"  peak memory {result['peak_mb']:8.0f} MB           (target < 300 MB)  "
           f"{'ok' if verdict['peak_mb'] else 'MISSED'}")  # fmt: skip
     print(f"  levels      {result['levels']}")

@@ -15,12 +15,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import spacy
 import spacy.about
 from spacy.language import Language
+from spacy.lookups import Lookups
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "build" / "assets"
@@ -78,8 +80,24 @@ def build(target: Path | None = None) -> Path:
 
 
 def load_pipeline(folder: Path | None = None) -> Language:
+    """The saved pipeline as Rasa's SpacyNLP loads it (tokenizer, lookup lemmatizer, sentencizer)."""
     path = _ensure(folder) / PIPELINE
     return spacy.load(path)
+
+
+def load_core_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[str], str]]:
+    """The same pipeline for the triage core, built the fast way: a blank English tokenizer (its
+    defaults are what was saved) plus the saved lemma table, without reading the tokenizer back from
+    disk (that doubles spaCy's start-up). Returns the pipeline with a sentencizer, and the lemma lookup."""
+    path = _ensure(folder) / PIPELINE
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
+    table = Lookups().from_disk(path / "lemmatizer" / "lookups").get_table("lemma_lookup")
+
+    def lemma(word: str) -> str:
+        return str(table.get(word, word))
+
+    return nlp, lemma
 
 
 def load_common_words(folder: Path | None = None) -> frozenset[str]:

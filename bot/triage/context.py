@@ -44,16 +44,18 @@ class Context:
     """Runs ConText over target spans and reports each span's cues."""
 
     def __init__(self, nlp: Language, rules_path: Path, key: Callable[[str], str]) -> None:
+        keyed = KeyedPipeline(nlp, key)
         self._context = ConText(
-            nlp,
+            keyed,  # type: ignore[arg-type]
             rules=None,
+            phrase_matcher_attr="LEMMA",
             span_attrs=None,
             # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
             prune_on_target_overlap=True,
             input_span_type="group",
             span_group_name=GROUP,
         )
-        self._context.add(load_rules(rules_path, nlp, key))
+        self._context.add(load_rules(rules_path, keyed))
 
     def cues(self, doc: Doc, spans: list[tuple[int, int]]) -> list[tuple[Cue, ...]]:
         """The cues that modify each (start, end) token range, in the order given."""
@@ -68,8 +70,30 @@ class Context:
         return [tuple(found[span]) for span in spans]
 
 
-def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[ConTextRule]:
-    """Reads the cue file; literal cues become token patterns on match keys (or exact words)."""
+class KeyedPipeline:
+    """What ConText needs of a pipeline (vocab, make_doc, calling it on a cue's literal), with tokens
+    carrying match keys as lemmas, so that literal cues go to spaCy's PhraseMatcher on keys: one hash
+    lookup per token instead of a token-pattern automaton per cue."""
+
+    def __init__(self, nlp: Language, key: Callable[[str], str]) -> None:
+        self.vocab = nlp.vocab
+        self.tokenizer = self  # medspaCy builds phrase patterns with `nlp.tokenizer(literal)`
+        self._nlp = nlp
+        self._key = key
+
+    def make_doc(self, text: str) -> Doc:
+        return self._nlp.make_doc(text)
+
+    def __call__(self, text: str) -> Doc:
+        doc = self._nlp.make_doc(text.lower())
+        for token in doc:
+            token.lemma_ = self._key(token.norm_)
+        return doc
+
+
+def load_rules(path: Path, nlp: KeyedPipeline) -> list[ConTextRule]:
+    """Reads the cue file. Literal cues are matched on match keys (PhraseMatcher); cues marked
+    `"attr": "LOWER"` become token patterns on the exact words."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries: list[dict[str, Any]] = data["context_rules"]
@@ -86,16 +110,15 @@ def load_rules(path: Path, nlp: Language, key: Callable[[str], str]) -> list[Con
         if not literal or not entry.get("category"):
             raise KnowledgeError(f"{where}: 'literal' and 'category' are required")
         pattern = entry.get("pattern")
-        if pattern is None:
-            attr = str(entry.get("attr", "LEMMA")).upper()
-            tokens = nlp.make_doc(literal.lower())
-            if attr == "LOWER":
-                pattern = [{"LOWER": token.lower_} for token in tokens]
-            else:
-                pattern = [{"LEMMA": key(token.norm_)} for token in tokens]
+        identity_words: object = pattern
+        if pattern is None and str(entry.get("attr", "LEMMA")).upper() == "LOWER":
+            pattern = [{"LOWER": token.lower_} for token in nlp.make_doc(literal.lower())]
+            identity_words = pattern
+        elif pattern is None:
+            identity_words = [token.lemma_ for token in nlp(literal)]
         # Spelling variants of one cue ("dont have", "don't have", "do not have") share one pattern;
         # keeping one keeps the matcher fast.
-        identity = json.dumps([entry["category"], direction, pattern], sort_keys=True)
+        identity = json.dumps([entry["category"], direction, identity_words], sort_keys=True)
         if identity in seen:
             continue
         seen.add(identity)

@@ -36,8 +36,20 @@ class LanguageCheck:
         self._foreign = foreign
         self._english = english
 
-    def count(self, doc: Doc, tally: Tally) -> None:
-        """Adds one piece of the message to the tally (token lemmas are match keys by now)."""
+    def readable(self, text: str, docs: list[Doc]) -> bool:
+        """Whether the message (its text, and its pieces as docs with match keys) reads as English."""
+        tally = Tally()
+        for doc in docs:
+            self._count(doc, tally)
+        if tally.foreign and tally.foreign > tally.english:
+            return False
+        if tally.words and tally.known / tally.words < MIN_KNOWN_SHARE:
+            return False
+        letters = _LETTER.findall(text)
+        latin = sum(1 for letter in letters if _LATIN.match(letter))
+        return latin >= len(letters) / 2
+
+    def _count(self, doc: Doc, tally: Tally) -> None:
         for token in doc:
             if not token.is_alpha:
                 continue
@@ -50,12 +62,3 @@ class LanguageCheck:
                 tally.words += 1
                 if self._knows(text) or self._knows(token.lemma_) or self._knows(token.norm_):
                     tally.known += 1
-
-    def readable(self, text: str, tally: Tally) -> bool:
-        if tally.foreign and tally.foreign > tally.english:
-            return False
-        if tally.words and tally.known / tally.words < MIN_KNOWN_SHARE:
-            return False
-        letters = _LETTER.findall(text)
-        latin = sum(1 for letter in letters if _LATIN.match(letter))
-        return latin >= len(letters) / 2

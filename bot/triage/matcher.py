@@ -77,15 +77,24 @@ class PhraseIndex:
         for match_id, start, end in self._matcher(doc):
             hits.setdefault(self._part_of_match_id[match_id], []).append((start, end))
         found: list[Match] = []
+        sentence_starts: list[int] | None = None
         for first, spans in hits.items():
             for phrase in self._phrases_by_first.get(first, ()):
+                if len(phrase.parts) == 1:
+                    found.extend(Match(phrase, start, end, frozenset(range(start, end))) for start, end in spans)
+                    continue
+                if any(part not in hits for part in phrase.parts[1:]):
+                    continue
+                if sentence_starts is None:
+                    sentence_starts = doc.to_array("SENT_START").tolist()
                 for start, end in spans:
-                    found.extend(self._extend(doc, phrase, hits, 1, start, end, frozenset(range(start, end))))
+                    tokens = frozenset(range(start, end))
+                    found.extend(self._extend(sentence_starts, phrase, hits, 1, start, end, tokens))
         return resolve_overlaps(found)
 
     def _extend(
         self,
-        doc: Doc,
+        sentence_starts: list[int],
         phrase: Phrase,
         hits: dict[int, list[tuple[int, int]]],
         index: int,
@@ -98,12 +107,9 @@ class PhraseIndex:
         found: list[Match] = []
         for next_start, next_end in hits.get(phrase.parts[index], ()):
             gap = next_start - end
-            if 0 <= gap <= MAX_GAP and not any(doc[i].is_sent_start for i in range(end, next_start + 1)):
-                found.extend(
-                    self._extend(
-                        doc, phrase, hits, index + 1, start, next_end, tokens | frozenset(range(next_start, next_end))
-                    )
-                )
+            if 0 <= gap <= MAX_GAP and 1 not in sentence_starts[end : next_start + 1]:
+                more = tokens | frozenset(range(next_start, next_end))
+                found.extend(self._extend(sentence_starts, phrase, hits, index + 1, start, next_end, more))
         return found
 
     def _part(self, chunk: str) -> int:

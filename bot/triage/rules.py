@@ -6,6 +6,7 @@ matched nothing, or that could not be read, is `unclear` rather than `none`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bot.triage.catalogue import Catalogue, Entry
@@ -48,8 +49,10 @@ class Policy:
         findings: list[Finding],
         complaints: list[Complaint],
         temperature: Temperature | None,
-        readable: bool,
+        readable: Callable[[], bool],
     ) -> Triage:
+        """`readable` is asked only when no symptom counts: whether the text is English the catalogue
+        could have matched."""
         judged = [self._symptom(finding) for finding in findings]
         if temperature is not None:
             judged = self._with_temperature(judged, temperature)
@@ -63,7 +66,7 @@ class Policy:
             reason = f"{actions[level]} Because of: {'; '.join(top)}."
             return Triage(level, reason, tuple(counted), tuple(excluded), temperature)
         complaint = next((c for c in complaints if not _excluded_by(c.cues)), None)
-        if not readable:
+        if not readable():
             reason = f"{actions[Level.UNCLEAR]} (The message could not be read as English.)"
             return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature)
         if complaint is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from spacy.tokens import Doc
 
@@ -15,7 +14,7 @@ from bot.triage import assets, catalogue, temperature
 from bot.triage.catalogue import Catalogue
 from bot.triage.context import Context
 from bot.triage.knowledge import knowledge_dir, read_table
-from bot.triage.language import LanguageCheck, Tally
+from bot.triage.language import LanguageCheck
 from bot.triage.matcher import Match, PhraseIndex
 from bot.triage.result import Triage
 from bot.triage.rules import Complaint, Finding, Policy
@@ -36,22 +35,20 @@ class Triager:
     def __init__(self, knowledge: Path | None = None, assets_folder: Path | None = None) -> None:
         folder = knowledge or knowledge_dir()
         self.catalogue = catalogue.load(folder)
-        self._nlp = assets.load_pipeline(assets_folder)
+        self._nlp, lemma = assets.load_core_pipeline(assets_folder)
         self._sentencizer = self._nlp.get_pipe("sentencizer")
-        lemmatizer: Any = self._nlp.get_pipe("lemmatizer")
-        table = lemmatizer.lookups.get_table("lemma_lookup")
-
-        def lemma(word: str) -> str:
-            return str(table.get(word, word))
-
         self._speller = Speller(
             lemma,
             load_variants(folder / "spelling.csv", assets.lookups_table("en_lexeme_norm")),
             assets.load_common_words(assets_folder),
         )
 
+        keys: dict[str, list[str]] = {}
+
         def keyer(text: str) -> list[str]:
-            return [self._speller.key(token.norm_) for token in self._nlp.make_doc(text.lower())]
+            if text not in keys:  # phrases repeat their words thousands of times
+                keys[text] = [self._speller.key(token.norm_) for token in self._nlp.make_doc(text.lower())]
+            return keys[text]
 
         cue_phrases = load_phrases(folder / "complaint_cues.csv")
         # The vocabulary must be known before any phrase is compiled: it decides which words are left
@@ -79,7 +76,7 @@ class Triager:
         clean = sanitize(text if isinstance(text, str) else str(text))
         findings: list[Finding] = []
         complaints: list[Complaint] = []
-        tally = Tally()
+        docs: list[Doc] = []
         for offset, piece in chunks(clean, CHUNK_CHARS):
             doc = self._read(piece)
             corrections = self._speller.apply(doc)
@@ -102,9 +99,10 @@ class Triager:
                 )
             for match, match_cues in zip(complaint_matches, cues[len(symptoms) :], strict=True):
                 complaints.append(Complaint(_text(doc, match), match_cues))
-            self._language.count(doc, tally)
-        readable = self._language.readable(clean, tally)
-        return self._policy.decide(findings, complaints, self._thermometer.read(clean), readable)
+            docs.append(doc)
+        return self._policy.decide(
+            findings, complaints, self._thermometer.read(clean), lambda: self._language.readable(clean, docs)
+        )
 
     def triage_many(self, texts: Iterable[str]) -> Iterator[Triage]:
         for text in texts:
