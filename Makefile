@@ -4,6 +4,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# This machine's pip configuration names local package folders that may not exist; pip warns per package.
+QUIET_PIP := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 ASSETS := build/assets/.built
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
@@ -17,8 +20,8 @@ $(STAMP): requirements.lock tools/python310
 	@py310=$$(tools/python310) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
 	  rm -rf $(VENV) && $$py310 -m venv $(VENV); fi
-	$(PY) -m pip install --quiet --disable-pip-version-check pip==24.2 setuptools==70.3.0 wheel==0.45.1
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(PIP) pip==24.2 setuptools==70.3.0 wheel==0.45.1 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
+	$(PIP) --no-deps -r requirements.lock 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip check
 	touch $@
 
