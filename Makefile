@@ -12,7 +12,7 @@ export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run test lint eval bench lock clean
+.PHONY: setup run shell train test lint eval bench lock clean
 
 setup: $(ASSETS)
 
@@ -29,8 +29,15 @@ $(STAMP): requirements.lock tools/python310
 $(ASSETS): $(STAMP) bot/triage/assets.py
 	$(PY) -m bot.triage.assets --build
 
+# Trains when the model is stale, then starts the action server and the Rasa server (tools/serve.py).
 run: setup
-	$(PY) -m bot.triage
+	$(PY) -m tools.serve
+
+shell: setup
+	$(PY) -m tools.serve --shell
+
+train: setup
+	$(PY) -m tools.serve --train
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot tests tools
@@ -55,4 +62,4 @@ lock:
 	  build/lockenv/bin/pip freeze --all | grep -v '^pip=='; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build models var .pytest_cache .mypy_cache .ruff_cache

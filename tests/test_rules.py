@@ -84,7 +84,10 @@ def test_a_complaint_that_matches_nothing_is_unclear(triager: Triager, text: str
     assert "call" in result.reason.lower()
 
 
-@pytest.mark.parametrize("text", ["tengo fiebre y dolor de cabeza", "我发烧了", "j'ai mal à la tête", "asdkjh qwpoeiu"])
+@pytest.mark.parametrize(
+    "text",
+    ["tengo fiebre y dolor de cabeza", "tengo fiebre", "我发烧了", "j'ai mal à la tête", "asdkjh qwpoeiu", "hola"],
+)
 def test_a_language_the_bot_does_not_read_is_unclear(triager: Triager, text: str) -> None:
     result = triager.triage(text)
     assert result.level == Level.UNCLEAR
@@ -96,6 +99,9 @@ def test_a_language_the_bot_does_not_read_is_unclear(triager: Triager, text: str
     [
         "hello",
         "thanks!",
+        "hi",
+        "thx",
+        "ok thanks",
         "how long is each treatment cycle?",
         "can I breastfeed?",
         "when is my next appointment",

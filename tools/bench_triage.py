@@ -46,6 +46,9 @@ _PARTS = [
 def messages(count: int, seed: int = SEED) -> list[str]:
     """Synthetic patient messages of 10-40 words: everyday filler around catalogue phrases."""
     sys.path.insert(0, str(ROOT))
+    import bot
+
+    bot.block_tensorflow()
     from bot.triage import catalogue
 
     phrases = [p.replace(" ... ", " really ").replace("{", "").replace("}", "") for e in catalogue.load().entries
@@ -71,6 +74,8 @@ _CHILD = (
     + r"""
 import json, resource, sys, time
 start = time.perf_counter()
+import bot
+bot.block_tensorflow()
 from bot.triage import default_triager
 triager = default_triager()
 triager.triage("warm-up")

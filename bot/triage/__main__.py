@@ -13,7 +13,11 @@ import json
 import sys
 from typing import Any
 
-from bot.triage import Level, default_triager
+import bot
+
+bot.block_tensorflow()
+
+from bot.triage import Level, default_triager  # noqa: E402
 
 #: Longest input line read in --jsonl mode; longer lines get an error object, not a crash.
 MAX_LINE_BYTES = 1_000_000

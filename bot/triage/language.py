@@ -1,8 +1,9 @@
 """Whether a message is English the assistant can read. A message it cannot read is `unclear` (a person
 reads it), never `none`: a parent writing in Spanish about a fever must not be told nothing was found.
 
-Three signs, any one enough: most letters are not Latin; under half of the words are known English (or
-catalogue) words; more function words of other languages than of English ("j'ai mal à la tête").
+Three signs, any one enough: most letters are not Latin; half or fewer of the words are known English (or
+catalogue) words; two or more function words of other languages, or unknown accented words, and more of
+them than English function words ("j'ai mal à la tête").
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 
 from spacy.tokens import Doc
 
-#: Below this share of known words a message is not read as English.
+#: At or below this share of known words, a message is not read as English ("tengo fiebre": 1 of 2).
 MIN_KNOWN_SHARE = 0.5
+#: Foreign function words (or unknown words with accents) needed to call a message foreign: one alone
+#: is too weak, as "hi" is also Catalan and "van" Dutch.
+MIN_FOREIGN_WORDS = 2
 
 _LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -41,9 +45,9 @@ class LanguageCheck:
         tally = Tally()
         for doc in docs:
             self._count(doc, tally)
-        if tally.foreign and tally.foreign > tally.english:
+        if tally.foreign >= MIN_FOREIGN_WORDS and tally.foreign > tally.english:
             return False
-        if tally.words and tally.known / tally.words < MIN_KNOWN_SHARE:
+        if tally.words and tally.known / tally.words <= MIN_KNOWN_SHARE:
             return False
         letters = _LETTER.findall(text)
         latin = sum(1 for letter in letters if _LATIN.match(letter))
@@ -56,9 +60,9 @@ class LanguageCheck:
             text = token.lower_
             if text in self._english:
                 tally.english += 1
-            elif text in self._foreign:
+            elif text in self._foreign or (not text.isascii() and not self._knows(text)):
                 tally.foreign += 1
             if len(text) > 1 and _LATIN.match(text):
                 tally.words += 1
-                if self._knows(text) or self._knows(token.lemma_) or self._knows(token.norm_):
+                if self._knows(text) or self._knows(token.norm_):  # not the lemma: it may be a respelling
                     tally.known += 1

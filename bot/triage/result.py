@@ -105,6 +105,8 @@ class Triage:
     symptoms: tuple[Symptom, ...] = ()
     excluded: tuple[Symptom, ...] = field(default=())
     temperature: Temperature | None = None
+    #: Why a message is `unclear`: "unreadable" (not English) or "unmatched_complaint".
+    unclear_because: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,4 +115,5 @@ class Triage:
             "symptoms": [symptom.to_dict() for symptom in self.symptoms],
             "excluded": [symptom.to_dict() for symptom in self.excluded],
             "temperature": self.temperature.to_dict() if self.temperature else None,
+            "unclear_because": self.unclear_because or None,
         }

@@ -14,6 +14,9 @@ from bot.triage.context import EXCLUDING, SEVERE, Cue
 from bot.triage.result import Level, Symptom, Temperature, Triage, worst
 from bot.triage.spelling import Correction
 
+UNREADABLE = "unreadable"
+UNMATCHED_COMPLAINT = "unmatched_complaint"
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -68,13 +71,13 @@ class Policy:
         complaint = next((c for c in complaints if not _excluded_by(c.cues)), None)
         if not readable():
             reason = f"{actions[Level.UNCLEAR]} (The message could not be read as English.)"
-            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature)
+            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature, UNREADABLE)
         if complaint is not None:
             reason = (
                 f"{actions[Level.UNCLEAR]} ('{complaint.span}' sounds like a symptom, "
                 "but it matches no side effect in the medicine guide.)"
             )
-            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature)
+            return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature, UNMATCHED_COMPLAINT)
         reason = actions[Level.NONE]
         if excluded:
             reason += " Set aside: " + "; ".join(f"{s.term} ({', '.join(s.context)})" for s in excluded) + "."

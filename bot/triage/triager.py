@@ -71,6 +71,11 @@ class Triager:
             self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
         )
 
+    @property
+    def temperature_terms(self) -> frozenset[str]:
+        """Catalogue terms a thermometer reading decides (fever, extremely high fever)."""
+        return self._thermometer.terms
+
     def triage(self, text: str) -> Triage:
         """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
         clean = sanitize(text if isinstance(text, str) else str(text))

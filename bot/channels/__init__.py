@@ -1,0 +1,1 @@
+"""Patient channels: the REST webhook (web clients) and, later, SMS."""

@@ -1,0 +1,86 @@
+"""The REST channel at `/webhooks/rest/webhook`, replacing Rasa's built-in one (same name and body:
+`{"sender": "...", "message": "..."}`; reply: a JSON list of messages).
+
+Differences that matter for patients: a malformed request gets a 400 with a clear error instead of a
+traceback; and a message the dialogue failed to answer still gets the safe reply of `safety`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.channels.safety import safe_reply
+from bot.triage import default_triager
+
+TRIAGE_KEY = "triage"
+
+logger = logging.getLogger(__name__)
+
+#: Longest accepted message, in characters; longer ones get a 413 (a patient message is not a book).
+MAX_MESSAGE_CHARS = 5000
+MAX_SENDER_CHARS = 128
+
+
+class TriageRestInput(InputChannel):
+    @classmethod
+    def name(cls) -> str:
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint(f"triage_rest_{id(self)}", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            body, problem, status = _read_body(request)
+            if problem:
+                return response.json({"error": problem}, status=status)
+            sender, text = body["sender"], body["message"]
+            collector = CollectingOutputChannel()
+            message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=body.get("metadata"))
+            try:
+                await on_new_message(message)
+            except asyncio.CancelledError:
+                logger.error("rest channel: message handling was cancelled (sender %s)", sender)
+            except Exception:
+                logger.exception("rest channel: message handling failed (sender %s)", sender)
+            if not any("text" in item for item in collector.messages):
+                logger.warning("rest channel: no reply from the dialogue; sending the safe reply (sender %s)", sender)
+                reply, custom = safe_reply(text)
+                await collector.send_text_message(sender, reply)
+                await collector.send_custom_json(sender, custom)
+            elif not any(TRIAGE_KEY in (item.get("custom") or {}) for item in collector.messages):
+                # Every reply ends with the triage object (DESIGN.md), greetings and questions included.
+                await collector.send_custom_json(sender, {TRIAGE_KEY: default_triager().triage(text).to_dict()})
+            return response.json(collector.messages)
+
+        return webhook
+
+
+def _read_body(request: Request) -> tuple[dict[str, Any], str, int]:
+    try:
+        body = request.json
+    except Exception:
+        return {}, 'the body must be JSON: {"sender": "...", "message": "..."}', 400
+    if not isinstance(body, dict):
+        return {}, 'the body must be a JSON object with "sender" and "message"', 400
+    sender, text = body.get("sender"), body.get("message")
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+        return {}, f'"sender" must be a non-empty string of at most {MAX_SENDER_CHARS} characters', 400
+    if not isinstance(text, str):
+        return {}, '"message" must be a string', 400
+    if len(text) > MAX_MESSAGE_CHARS:
+        return {}, f'"message" is longer than {MAX_MESSAGE_CHARS} characters', 413
+    metadata = body.get("metadata")
+    return {"sender": sender, "message": text, "metadata": metadata if isinstance(metadata, dict) else None}, "", 200

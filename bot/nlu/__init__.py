@@ -1,0 +1,1 @@
+"""Rasa NLU graph components that wrap the triage core."""

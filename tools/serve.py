@@ -1,0 +1,212 @@
+"""Starts the assistant: trains the model when its inputs changed, then runs the action server and the
+Rasa server (REST and socket.io channels, SQL tracker store on SQLite) on localhost, prints where to
+talk to it, and stops both cleanly on Ctrl-C.
+
+    python -m tools.serve            # make run
+    python -m tools.serve --shell    # make shell: chat in the terminal
+    python -m tools.serve --train    # train if stale, then exit
+
+Settings (environment, with defaults): TRIAGE_RASA_PORT 5005, TRIAGE_ACTIONS_PORT 5055, TRIAGE_DB
+(var/triage.db), TRIAGE_DB_DIALECT (sqlite), TRIAGE_EMERGENCY_NUMBER (911), TRIAGE_CARE_TEAM_PHONE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+MODEL_DIR = ROOT / "models"
+MODEL_NAME = "triage"
+MODEL = MODEL_DIR / f"{MODEL_NAME}.tar.gz"
+FINGERPRINT = MODEL_DIR / f"{MODEL_NAME}.inputs.sha256"
+#: Everything that changes what `rasa train` produces.
+TRAINING_INPUTS = ("config.yml", "domain.yml", "bot/data", "knowledge", "bot/triage", "bot/nlu")
+READY_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Ports:
+    rasa: int
+    actions: int
+
+
+def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Rasa's YAML files expect (see config.yml and endpoints.yml), with defaults."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = str(ROOT)
+    env["TRIAGE_SPACY_MODEL"] = str(ROOT / "build" / "assets" / "spacy_en_lookup")
+    env["TRIAGE_ACTION_URL"] = f"http://localhost:{ports.actions}/webhook"
+    env.setdefault("TRIAGE_DB_DIALECT", "sqlite")
+    if db is not None:
+        env["TRIAGE_DB"] = str(db)
+    env.setdefault("TRIAGE_DB", str(ROOT / "var" / "triage.db"))
+    if env["TRIAGE_DB_DIALECT"] == "sqlite":
+        Path(env["TRIAGE_DB"]).parent.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def default_ports() -> Ports:
+    return Ports(int(os.environ.get("TRIAGE_RASA_PORT", "5005")), int(os.environ.get("TRIAGE_ACTIONS_PORT", "5055")))
+
+
+def inputs_digest() -> str:
+    digest = hashlib.sha256()
+    for name in TRAINING_INPUTS:
+        path = ROOT / name
+        files = (
+            [path]
+            if path.is_file()
+            else sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        )
+        for file in files:
+            digest.update(str(file.relative_to(ROOT)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_model(env: dict[str, str]) -> Path:
+    """Trains the model unless one exists for exactly the current inputs."""
+    from bot.triage import assets
+
+    assets.main([])  # the spaCy pipeline the NLU config points at
+    digest = inputs_digest()
+    if MODEL.is_file() and FINGERPRINT.is_file() and FINGERPRINT.read_text().strip() == digest:
+        print(f"model is up to date: {MODEL.relative_to(ROOT)}", flush=True)
+        return MODEL
+    print("training the model (inputs changed) ...", flush=True)
+    started = time.monotonic()
+    command = [str(VENV_BIN / "rasa"), "train", "--data", "bot/data", "--out", str(MODEL_DIR),
+               "--fixed-model-name", MODEL_NAME]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    FINGERPRINT.write_text(digest + "\n")
+    print(f"trained in {time.monotonic() - started:.0f} s: {MODEL.relative_to(ROOT)}", flush=True)
+    return MODEL
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url}: not ready after {timeout:.0f} s")
+
+
+def start_actions(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    command = [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "bot.actions", "--port", str(ports.actions)]
+    process = _spawn(command, env, log)
+    wait_until_ready(f"http://localhost:{ports.actions}/health", process)
+    return process
+
+
+def start_rasa(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    command = [str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
+               "--credentials", "credentials.yml", "--port", str(ports.rasa), "--cors", "*"]  # fmt: skip
+    process = _spawn(command, env, log)
+    wait_until_ready(f"http://localhost:{ports.rasa}/webhooks/rest/", process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running(
+    ports: Ports, env: dict[str, str], logs: Path | None = None
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """Both servers, started in order and always stopped."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        processes["actions"] = start_actions(ports, env, logs / "actions.log" if logs else None)
+        processes["rasa"] = start_rasa(ports, env, logs / "rasa.log" if logs else None)
+        yield processes
+    finally:
+        for process in reversed(list(processes.values())):
+            stop(process)
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as handle:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shell", action="store_true", help="chat in the terminal")
+    parser.add_argument("--train", action="store_true", help="train if stale, then exit")
+    args = parser.parse_args(argv)
+    ports = default_ports()
+    env = rasa_env(ports)
+    ensure_model(env)
+    if args.train:
+        return 0
+    if args.shell:
+        actions = start_actions(ports, env, ROOT / "var" / "log" / "actions.log")
+        try:
+            command = [str(VENV_BIN / "rasa"), "shell", "--model", str(MODEL), "--endpoints", "endpoints.yml"]
+            return subprocess.run(command, cwd=ROOT, env=env).returncode
+        finally:
+            stop(actions)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    with running(ports, env) as processes:
+        base = f"http://localhost:{ports.rasa}"
+        print(
+            f"\nThe assistant is running.\n"
+            f'  REST webhook   POST {base}/webhooks/rest/webhook  {{"sender": "me", "message": "I have a fever"}}\n'
+            f"  socket.io      {base}/socket.io\n"
+            f"  actions        http://localhost:{ports.actions}/webhook\n"
+            f"  conversations  {env['TRIAGE_DB_DIALECT']}: {env['TRIAGE_DB']}\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        try:
+            while not stopping and all(p.poll() is None for p in processes.values()):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        print("\nstopping ...", flush=True)
+    failed = [name for name, p in processes.items() if p.returncode not in (0, -signal.SIGTERM, None)]
+    return 1 if failed and not stopping else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
