@@ -1,0 +1,129 @@
+"""action_triage with rasa_sdk's real Tracker and CollectingDispatcher: what a patient reads, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.actions.triage import ActionTriage
+from tests.conftest import ROOT
+
+DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
+
+
+def tracker(text: str, intent: str = "report_symptom", **slots: Any) -> Tracker:
+    return Tracker(
+        sender_id="patient-1",
+        slots=slots,
+        latest_message={"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": []},
+        events=[],
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name="action_listen",
+    )
+
+
+def run(text: str, intent: str = "report_symptom", **slots: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    dispatcher = CollectingDispatcher()
+    events = ActionTriage().run(dispatcher, tracker(text, intent, **slots), DOMAIN)
+    return dispatcher.messages, events
+
+
+def responses(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["response"] for m in messages if m.get("response")]
+
+
+def slot(events: list[dict[str, Any]], name: str) -> Any:
+    return next(e["value"] for e in events if e.get("event") == "slot" and e.get("name") == name)
+
+
+def test_an_emergency_puts_the_emergency_headline_first_with_the_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_EMERGENCY_NUMBER", "000")
+    messages, _ = run("he had a seizure")
+    assert messages[0]["response"] == "utter_level_emergency"
+    assert messages[0]["emergency_number"] == "000"
+    assert messages[1]["response"] == "utter_symptom_line"
+    assert messages[1]["term"] == "Seizures"
+
+
+def test_call_now_names_the_care_team_number_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_CARE_TEAM_PHONE", "+1 555 0100")
+    messages, _ = run("my son has a temp of 38.9")
+    assert messages[0]["response"] == "utter_level_call_now"
+    assert messages[0]["care_team_phone_suffix"] == " at +1 555 0100"
+    assert "utter_temperature_advice" in responses(messages)
+
+
+def test_symptom_lines_come_most_urgent_first() -> None:
+    messages, _ = run("a bit of diarrhea and a bad cough")
+    lines = [m["term"] for m in messages if m.get("response") == "utter_symptom_line"]
+    assert lines == ["Cough", "Diarrhea"]
+
+
+def test_a_minor_symptom_is_mention() -> None:
+    assert responses(run("dry mouth")[0])[0] == "utter_level_mention"
+
+
+def test_feeling_hot_without_a_number_gives_advice_first_then_asks_for_the_temperature() -> None:
+    said = responses(run("I feel hot")[0])
+    assert said[0] == "utter_level_call_now"
+    assert said.index("utter_ask_temperature") > said.index("utter_symptom_line")
+
+
+def test_unclear_is_flagged_for_review_and_never_reassuring() -> None:
+    messages, events = run("I feel off")
+    assert responses(messages)[0] == "utter_level_unclear"
+    assert slot(events, "needs_review") is True
+
+
+def test_a_message_in_another_language_gets_the_unreadable_answer() -> None:
+    assert responses(run("tengo fiebre y dolor de cabeza")[0])[0] == "utter_level_unreadable"
+
+
+def test_a_denial_gets_what_to_watch_for() -> None:
+    assert responses(run("no fever, no rash", intent="deny")[0]) == ["utter_denial_ok"]
+
+
+def test_every_reply_ends_with_the_triage_object() -> None:
+    messages, _ = run("throwing up since lunch")
+    assert messages[-1]["custom"]["triage"]["level"] == "call_now"
+    assert messages[-1]["custom"]["triage"]["symptoms"][0]["term"] == "vomiting"
+
+
+def test_history_remembers_symptoms_and_reminds_of_urgent_ones() -> None:
+    _, events = run("my son has a fever")
+    history = slot(events, "symptom_history")
+    assert [item["term"] for item in history] == ["fever"]
+    messages, events = run("he also has a dry mouth", symptom_history=history, highest_level="call_now")
+    reminder = next(m for m in messages if m.get("response") == "utter_earlier_symptoms")
+    assert reminder["earlier"] == "fever"
+    assert slot(events, "highest_level") == "call_now"
+    assert {item["term"] for item in slot(events, "symptom_history")} == {"fever", "dry mouth"}
+
+
+def test_a_resolved_symptom_leaves_the_history() -> None:
+    history = [{"term": "fever", "level": "call_now", "span": "fever"}]
+    messages, events = run("the fever is gone now", symptom_history=history)
+    assert slot(events, "symptom_history") == []
+    assert "utter_earlier_symptoms" not in responses(messages)
+
+
+def test_every_response_the_action_uses_is_in_the_domain() -> None:
+    texts = [
+        "he had a seizure",
+        "I feel hot",
+        "dry mouth",
+        "I feel off",
+        "hola amigo",
+        "no fever",
+        "hello",
+        "temp 37.7",
+    ]
+    for text in texts:
+        for name in responses(run(text, symptom_history=[{"term": "fever", "level": "call_now"}])[0]):
+            assert name in DOMAIN["responses"], name

@@ -1,0 +1,161 @@
+"""The real assistant on localhost: the action server and the Rasa server started as `make run` starts
+them, spoken to through the REST webhook as a web client would. Also: the conversation survives a
+restart of the Rasa server (SQLite tracker store), and a symptom still gets a safe answer while the
+action server is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import serve
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Assistant:
+    def __init__(self, workdir: Path) -> None:
+        self.ports = serve.Ports(rasa=free_port(), actions=free_port())
+        self.db = workdir / "tracker.db"
+        self.logs = workdir / "logs"
+        self.env = serve.rasa_env(self.ports, db=self.db)
+        self.env["TRIAGE_EMERGENCY_NUMBER"] = "911"
+        self.env["TRIAGE_CARE_TEAM_PHONE"] = "+1 555 0100"
+        self.actions: subprocess.Popen[bytes] | None = None
+        self.rasa: subprocess.Popen[bytes] | None = None
+
+    def start_actions(self) -> None:
+        self.actions = serve.start_actions(self.ports, self.env, self.logs / "actions.log")
+
+    def start_rasa(self) -> None:
+        self.rasa = serve.start_rasa(self.ports, self.env, self.logs / "rasa.log")
+
+    def stop_all(self) -> None:
+        for process in (self.rasa, self.actions):
+            if process is not None:
+                serve.stop(process)
+
+    def post(self, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+        url = f"http://localhost:{self.ports.rasa}/webhooks/rest/webhook"
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def say(self, sender: str, text: str) -> tuple[str, dict[str, Any]]:
+        status, messages = self.post(json.dumps({"sender": sender, "message": text}).encode())
+        assert status == 200, messages
+        texts = "\n".join(m["text"] for m in messages if "text" in m)
+        triage = next(m["custom"]["triage"] for m in messages if "triage" in (m.get("custom") or {}))
+        assert messages[-1].get("custom", {}).get("triage") == triage, "the triage object comes after the text"
+        return texts, triage
+
+
+@pytest.fixture(scope="module")
+def assistant(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assistant]:
+    running = Assistant(tmp_path_factory.mktemp("assistant"))
+    try:
+        running.start_actions()
+        running.start_rasa()
+        yield running
+    finally:
+        running.stop_all()
+
+
+def test_an_emergency(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-emergency", "my daughter is having a fit")
+    assert text.startswith("Call emergency services now: 911.")
+    assert triage["level"] == "emergency" and triage["symptoms"][0]["term"] == "seizures"
+
+
+def test_a_call_now(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-call", "she has a temperature of 39.1")
+    assert text.startswith("Call your doctor or care team right away at +1 555 0100.")
+    assert "This is a fever" in text
+    assert triage["level"] == "call_now" and triage["temperature"]["celsius"] == 39.1
+
+
+def test_a_mention(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-mention", "a bit of diarrhea today")
+    assert text.startswith("This is not urgent.")
+    assert triage["level"] == "mention"
+
+
+def test_a_denial(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-deny", "no fever and no chills today")
+    assert text.startswith("Good. Keep watching for fever")
+    assert triage["level"] == "none" and {s["term"] for s in triage["excluded"]} == {"fever", "chills"}
+
+
+def test_an_unclear_message(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-unclear", "something feels wrong with him")
+    assert "a member of your care team will read your message" in text
+    assert triage["level"] == "unclear"
+
+
+def test_a_question_about_the_treatment(assistant: Assistant) -> None:
+    text, triage = assistant.say("p-faq", "how many weeks does one cycle last?")
+    assert "every day for 4 weeks, followed by a 2-week break" in text
+    assert triage["level"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b'{"message": "fever"}', "application/json", 400),
+        (b'{"sender": "x", "message": 5}', "application/json", 400),
+        (b'["sender", "message"]', "application/json", 400),
+        (json.dumps({"sender": "x", "message": "a" * 6000}).encode(), "application/json", 413),
+    ],
+)
+def test_malformed_requests_get_a_clear_4xx(assistant: Assistant, body: bytes, content_type: str, status: int) -> None:
+    got, answer = assistant.post(body, content_type)
+    assert got == status
+    assert "error" in answer
+
+
+def test_the_conversation_survives_a_restart_of_the_rasa_server(assistant: Assistant) -> None:
+    assistant.say("p-restart", "my son has a fever")
+    assert assistant.rasa is not None
+    serve.stop(assistant.rasa)
+    with sqlite3.connect(assistant.db) as db:
+        stored = db.execute("select count(*) from events where sender_id = ?", ("p-restart",)).fetchone()[0]
+    assert stored > 0
+    assistant.start_rasa()
+    text, triage = assistant.say("p-restart", "and now he's also a bit thirsty")
+    assert triage["level"] == "mention"
+    assert "Earlier you told me about: fever." in text
+
+
+def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant: Assistant) -> None:
+    assert assistant.actions is not None
+    serve.stop(assistant.actions)
+    try:
+        text, triage = assistant.say("p-down", "he had a convulsion")
+        assert text.startswith("Call emergency services now: 911.")
+        assert triage["safety_net"] is True and triage["level"] == "emergency"
+        text, triage = assistant.say("p-down", "she keeps throwing up")
+        assert text.startswith("Call your care team right away at +1 555 0100 about: vomiting.")
+    finally:
+        assistant.start_actions()
+    text, triage = assistant.say("p-down", "and a dry mouth")
+    assert text.startswith("This is not urgent.")
+    assert "safety_net" not in triage
