@@ -52,6 +52,7 @@ eval: setup
 
 bench: setup
 	$(PY) -m tools.bench_triage
+	$(PY) -m tools.bench_rest
 
 # Re-resolve requirements.in in a scratch venv and write requirements.lock.
 lock:

@@ -1,0 +1,33 @@
+"""The conversation store: Rasa's SQL tracker store, with SQLite set up for a server.
+
+On SQLite (the default database) each connection uses write-ahead logging, so that a reader never
+blocks the writer, waits up to `TRIAGE_SQLITE_BUSY_MS` for a lock instead of failing at once, and keeps
+`synchronous=FULL`: a message the patient sent is on disk before the reply goes out. Other databases
+(PostgreSQL) are used as Rasa configures them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import sqlalchemy as sa
+from rasa.core.tracker_store import SQLTrackerStore
+
+BUSY_TIMEOUT_MS = int(os.environ.get("TRIAGE_SQLITE_BUSY_MS", "5000"))
+
+
+class TriageSQLTrackerStore(SQLTrackerStore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine.dispose()  # connections opened so far lack the pragmas
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.close()
