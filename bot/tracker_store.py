@@ -21,11 +21,12 @@ class TriageSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "connect", sqlite_pragmas)
             self.engine.dispose()  # connections opened so far lack the pragmas
 
 
-def _sqlite_pragmas(connection: Any, record: Any) -> None:
+def sqlite_pragmas(connection: Any, record: Any) -> None:
+    """Write-ahead log, full sync, and a wait on locks; for every SQLite connection of the project."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.triage import Triager, default_triager
+from tools import serve
 
 ROOT = Path(__file__).resolve().parents[1]
+SMS_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +29,75 @@ def triager() -> Triager:
 @pytest.fixture(scope="session")
 def trained_model() -> Path:
     """The Rasa model for the current inputs, trained once if stale (about a minute)."""
-    from tools import serve
-
     return serve.ensure_model(serve.rasa_env(serve.default_ports()))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Assistant:
+    def __init__(self, workdir: Path) -> None:
+        self.ports = serve.Ports(rasa=free_port(), actions=free_port())
+        self.db = workdir / "tracker.db"
+        self.logs = workdir / "logs"
+        self.env = serve.rasa_env(self.ports, db=self.db)
+        self.env["TRIAGE_EMERGENCY_NUMBER"] = "911"
+        self.env["TRIAGE_CARE_TEAM_PHONE"] = "+1 555 0100"
+        self.env["TWILIO_AUTH_TOKEN"] = SMS_AUTH_TOKEN
+        self.actions: subprocess.Popen[bytes] | None = None
+        self.rasa: subprocess.Popen[bytes] | None = None
+
+    def start_actions(self) -> None:
+        self.actions = serve.start_actions(self.ports, self.env, self.logs / "actions.log")
+
+    def start_rasa(self) -> None:
+        self.rasa = serve.start_rasa(self.ports, self.env, self.logs / "rasa.log")
+
+    def stop_all(self) -> None:
+        for process in (self.rasa, self.actions):
+            if process is not None:
+                serve.stop(process)
+
+    def post(self, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+        url = f"http://localhost:{self.ports.rasa}/webhooks/rest/webhook"
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def post_form(self, path: str, fields: dict[str, str], signature: str | None) -> tuple[int, str]:
+        url = f"http://localhost:{self.ports.rasa}{path}"
+        body = urllib.parse.urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature is not None:
+            headers["X-Twilio-Signature"] = signature
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def say(self, sender: str, text: str) -> tuple[str, dict[str, Any]]:
+        status, messages = self.post(json.dumps({"sender": sender, "message": text}).encode())
+        assert status == 200, messages
+        texts = "\n".join(m["text"] for m in messages if "text" in m)
+        triage = next(m["custom"]["triage"] for m in messages if "triage" in (m.get("custom") or {}))
+        assert messages[-1].get("custom", {}).get("triage") == triage, "the triage object comes after the text"
+        return texts, triage
+
+
+@pytest.fixture(scope="session")
+def assistant(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assistant]:
+    running = Assistant(tmp_path_factory.mktemp("assistant"))
+    try:
+        running.start_actions()
+        running.start_rasa()
+        yield running
+    finally:
+        running.stop_all()

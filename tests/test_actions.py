@@ -65,6 +65,17 @@ def test_symptom_lines_come_most_urgent_first() -> None:
     assert lines == ["Cough", "Diarrhea"]
 
 
+def test_a_symptom_line_repeats_what_to_do_only_when_the_headline_does_not_say_it() -> None:
+    messages, _ = run("a bit of diarrhea and a bad cough")
+    lines = {m["term"]: m["what_to_do"] for m in messages if m.get("response") == "utter_symptom_line"}
+    assert lines["Cough"] == ""
+    assert lines["Diarrhea"].startswith("This is not urgent.")
+    severe = run("unbearable diarrhea")[0]
+    assert next(m for m in severe if m.get("response") == "utter_symptom_line")["what_to_do"].startswith(
+        "You said it is severe."
+    )
+
+
 def test_a_minor_symptom_is_mention() -> None:
     assert responses(run("dry mouth")[0])[0] == "utter_level_mention"
 

@@ -39,9 +39,18 @@ def test_the_triage_object_rides_on_the_message(extractor: SymptomExtractor) -> 
 
 
 def test_a_symptom_message_becomes_report_symptom_whatever_the_classifier_said(extractor: SymptomExtractor) -> None:
-    message = parse(extractor, "hi, my son is throwing up", intent="greet")
+    message = Message(
+        data={
+            "text": "hi, my son is throwing up",
+            "intent": {"name": "greet", "confidence": 0.95},
+            "intent_ranking": [{"name": "greet", "confidence": 0.95}, {"name": "report_symptom", "confidence": 0.05}],
+        }
+    )
+    extractor.process([message])
     assert message.get("intent") == {"name": "report_symptom", "confidence": 1.0}
-    assert message.get("intent_ranking")[0]["name"] == "report_symptom"
+    # alone in the ranking, so FallbackClassifier's ambiguity check cannot turn it into nlu_fallback
+    assert message.get("intent_ranking") == [{"name": "report_symptom", "confidence": 1.0}]
+    assert message.get("classifier_intent_ranking")[0]["name"] == "greet"
 
 
 def test_an_unclear_complaint_is_a_symptom_report_too(extractor: SymptomExtractor) -> None:

@@ -56,6 +56,8 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     if db is not None:
         env["TRIAGE_DB"] = str(db)
     env.setdefault("TRIAGE_DB", str(ROOT / "var" / "triage.db"))
+    for optional in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER", "TRIAGE_SMS_PUBLIC_URL"):
+        env.setdefault(optional, "")  # credentials.yml names them; empty leaves the SMS channel off
     if env["TRIAGE_DB_DIALECT"] == "sqlite":
         Path(env["TRIAGE_DB"]).parent.mkdir(parents=True, exist_ok=True)
     return env

@@ -53,11 +53,11 @@ class ActionTriage(Action):
             dispatcher.utter_message(response=headline, **variables)
         else:
             dispatcher.utter_message(response=f"utter_level_{triage.level.value}", **variables)
-            for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
-                dispatcher.utter_message(response="utter_symptom_line", **_line(symptom), **variables)
         if triage.temperature is not None:
             dispatcher.utter_message(response="utter_temperature_advice", advice=triage.temperature.advice)
-        elif any(s.term in triager.temperature_terms for s in triage.symptoms):
+        for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
+            dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level), **variables)
+        if triage.temperature is None and any(s.term in triager.temperature_terms for s in triage.symptoms):
             dispatcher.utter_message(response="utter_ask_temperature")
         reminder = _reminder(earlier, triage.level)
         if reminder:
@@ -66,12 +66,15 @@ class ActionTriage(Action):
         return _slots(history, triage, tracker)
 
 
-def _line(symptom: Symptom) -> dict[str, str]:
-    actions = default_triager().catalogue.actions
+def _line(symptom: Symptom, headline: Level) -> dict[str, str]:
+    """The symptom's line. What to do is said again only where the headline does not already say it:
+    a less urgent symptom beside a more urgent one, or one escalated because it is severe."""
     explanation = default_triager().catalogue.entry(symptom.term).explanation
-    what = actions[symptom.level]
+    what = ""
+    if symptom.level != headline:
+        what = default_triager().catalogue.actions[symptom.level] + " "
     if "severe" in symptom.context:
-        what = f"You described it as severe, so: {what[0].lower()}{what[1:]}"
+        what = "You said it is severe. " + what
     return {"term": symptom.term[0].upper() + symptom.term[1:], "what_to_do": what, "explanation": explanation}
 
 

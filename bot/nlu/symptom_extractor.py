@@ -27,6 +27,7 @@ from bot.triage.knowledge import knowledge_dir
 ENTITY = "symptom"
 TRIAGE = "triage"
 SYMPTOM_INTENT = "report_symptom"
+CLASSIFIER_RANKING = "classifier_intent_ranking"
 _CORE = Path(__file__).resolve().parents[1] / "triage"
 
 
@@ -81,13 +82,14 @@ class SymptomExtractor(GraphComponent, EntityExtractorMixin):
         return messages
 
     def _mark_as_symptom_report(self, message: Message) -> None:
-        predicted = message.get(INTENT) or {}
-        if predicted.get("name") == self._intent:
-            return
-        ranking = [r for r in message.get(INTENT_RANKING_KEY) or [] if r.get("name") != self._intent]
+        """The ranking is replaced too: FallbackClassifier falls back when the top two intents are close,
+        so a classifier's confident "greet" left beside it would turn a seizure into "I did not
+        understand". The classifier's own ranking is kept under `classifier_intent_ranking`."""
+        ranking = message.get(INTENT_RANKING_KEY) or []
         intent = {"name": self._intent, "confidence": 1.0}
+        message.set(CLASSIFIER_RANKING, ranking, add_to_output=True)
         message.set(INTENT, intent, add_to_output=True)
-        message.set(INTENT_RANKING_KEY, [intent, *ranking], add_to_output=True)
+        message.set(INTENT_RANKING_KEY, [intent], add_to_output=True)
 
 
 def _entities(triage: Triage) -> list[dict[str, Any]]:

@@ -1,0 +1,115 @@
+"""What the SMS channel keeps: every inbound text, stored before any reply is attempted (so a failed
+reply never loses it), the reply sent for it (so Twilio's retries and replayed requests get the same
+answer without being processed twice), and who has opted out (STOP).
+
+Same database as the conversations (TRIAGE_DB_DIALECT / TRIAGE_DB; SQLite by default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.tracker_store import sqlite_pragmas
+
+_metadata = sa.MetaData()
+
+sms_messages = sa.Table(
+    "sms_messages",
+    _metadata,
+    sa.Column("message_sid", sa.String(64), primary_key=True),
+    sa.Column("phone", sa.String(32), nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # received, answered, opted_out
+    sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sms_opt_outs = sa.Table(
+    "sms_opt_outs",
+    _metadata,
+    sa.Column("phone", sa.String(32), primary_key=True),
+    sa.Column("opted_out", sa.Boolean, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    message_sid: str
+    phone: str
+    body: str
+    status: str
+    reply: str | None
+
+
+def database_url() -> str:
+    """The conversation database's URL, from the same settings the tracker store uses."""
+    dialect = os.environ.get("TRIAGE_DB_DIALECT", "sqlite")
+    db = os.environ.get("TRIAGE_DB", str(Path("var") / "triage.db"))
+    if dialect == "sqlite":
+        return f"sqlite:///{db}"
+    return os.environ.get("TRIAGE_DB_URL", f"{dialect}:///{db}")
+
+
+class SmsStore:
+    def __init__(self, url: str | None = None) -> None:
+        self._engine = sa.create_engine(url or database_url(), future=True)
+        if self._engine.dialect.name == "sqlite":
+            sa.event.listen(self._engine, "connect", sqlite_pragmas)
+        _metadata.create_all(self._engine)
+
+    def receive(self, message_sid: str, phone: str, body: str) -> tuple[Inbound, bool]:
+        """Stores an inbound text; returns it and whether it is new (False: a retry or a replay)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        with self._engine.begin() as connection:
+            existing = connection.execute(
+                sa.select(sms_messages).where(sms_messages.c.message_sid == message_sid)
+            ).first()
+            if existing is not None:
+                return _inbound(existing._mapping), False
+            connection.execute(
+                sms_messages.insert().values(
+                    message_sid=message_sid, phone=phone, body=body, received_at=now, status="received"
+                )
+            )
+        return Inbound(message_sid, phone, body, "received", None), True
+
+    def answered(self, message_sid: str, reply: str, status: str = "answered") -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                sms_messages.update()
+                .where(sms_messages.c.message_sid == message_sid)
+                .values(status=status, reply=reply, answered_at=dt.datetime.now(dt.timezone.utc))
+            )
+
+    def opted_out(self, phone: str) -> bool:
+        with self._engine.connect() as connection:
+            row = connection.execute(sa.select(sms_opt_outs.c.opted_out).where(sms_opt_outs.c.phone == phone)).first()
+        return bool(row and row[0])
+
+    def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        with self._engine.begin() as connection:
+            updated = connection.execute(
+                sms_opt_outs.update().where(sms_opt_outs.c.phone == phone).values(opted_out=opted_out, changed_at=now)
+            )
+            if updated.rowcount == 0:
+                connection.execute(sms_opt_outs.insert().values(phone=phone, opted_out=opted_out, changed_at=now))
+
+    def messages(self, phone: str) -> list[Inbound]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(sms_messages).where(sms_messages.c.phone == phone).order_by(sms_messages.c.received_at)
+            ).all()
+        return [_inbound(row._mapping) for row in rows]
+
+
+def _inbound(row: Any) -> Inbound:
+    return Inbound(row["message_sid"], row["phone"], row["body"], row["status"], row["reply"])
