@@ -44,7 +44,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check bot tests tools
 	$(VENV)/bin/mypy
 
-test: setup lint
+# Debian's Chromium for the browser tests (Playwright's own browser download does not work here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo=sudo; \
+	else echo "error: $(CHROMIUM) is missing and neither root nor sudo can install it (apt-get install chromium)"; exit 1; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
+
+test: setup lint $(CHROMIUM)
 	$(PY) -m pytest -q
 
 eval: setup

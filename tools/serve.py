@@ -193,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://localhost:{ports.rasa}"
         print(
             f"\nThe assistant is running.\n"
+            f"  patient chat   {base}/webhooks/web/\n"
             f'  REST webhook   POST {base}/webhooks/rest/webhook  {{"sender": "me", "message": "I have a fever"}}\n'
             f"  socket.io      {base}/socket.io\n"
+            f"  SMS webhook    POST {base}/webhooks/sms/webhook  (Twilio; needs TWILIO_AUTH_TOKEN)\n"
             f"  actions        http://localhost:{ports.actions}/webhook\n"
             f"  conversations  {env['TRIAGE_DB_DIALECT']}: {env['TRIAGE_DB']}\n"
             f"Press Ctrl-C to stop.\n",

@@ -1,0 +1,149 @@
+// Patient chat page: talks to the assistant's REST webhook on the same server, shows each triage as a
+// card, keeps the conversation (and the sender id) across page reloads.
+(function () {
+  "use strict";
+  var WEBHOOK = "../rest/webhook";
+  var STORE = "triage-chat-v1";
+  var LEVELS = {
+    emergency: "Emergency",
+    call_now: "Call your care team now",
+    mention: "Not urgent",
+    unclear: "A person will read this"
+  };
+  var config = { emergency_number: "911", care_team_phone: "" };
+  var state = load();
+  var log = document.getElementById("log");
+  var form = document.getElementById("composer");
+  var input = document.getElementById("message");
+  var status = document.getElementById("status");
+
+  function load() {
+    try {
+      var saved = JSON.parse(localStorage.getItem(STORE) || "null");
+      if (saved && saved.sender && Array.isArray(saved.items)) { return saved; }
+    } catch (e) { /* a damaged store starts a new conversation */ }
+    var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Date.now()) + Math.random();
+    return { sender: "web-" + id, items: [], emergency: false };
+  }
+
+  function save() {
+    try { localStorage.setItem(STORE, JSON.stringify(state)); } catch (e) { /* private mode: no history */ }
+  }
+
+  function telLink(number, label, className) {
+    var link = document.createElement("a");
+    link.href = "tel:" + number.replace(/[^0-9+]/g, "");
+    link.textContent = label || number;
+    if (className) { link.className = className; }
+    return link;
+  }
+
+  function applyConfig() {
+    document.querySelectorAll('a.tel[data-number="emergency"]').forEach(function (a) {
+      a.href = "tel:" + config.emergency_number.replace(/[^0-9+]/g, "");
+      a.textContent = config.emergency_number;
+    });
+    if (config.care_team_phone) {
+      document.getElementById("care-team-contact").hidden = false;
+      document.querySelectorAll('a.tel[data-number="care_team"]').forEach(function (a) {
+        a.href = "tel:" + config.care_team_phone.replace(/[^0-9+]/g, "");
+        a.textContent = config.care_team_phone;
+      });
+    }
+    document.getElementById("emergency-banner").hidden = !state.emergency;
+  }
+
+  function render(item) {
+    var li = document.createElement("li");
+    if (item.from === "patient") {
+      li.className = "patient";
+      li.textContent = item.text;
+    } else if (item.triage && LEVELS[item.triage.level]) {
+      var level = item.triage.level;
+      li.className = "card level-" + level;
+      var article = document.createElement("article");
+      var heading = document.createElement("h2");
+      heading.textContent = LEVELS[level];
+      article.appendChild(heading);
+      item.texts.forEach(function (text) {
+        var p = document.createElement("p");
+        p.textContent = text;
+        article.appendChild(p);
+      });
+      if (level === "emergency") {
+        article.appendChild(telLink(config.emergency_number, "Call " + config.emergency_number, "call-button"));
+      } else if ((level === "call_now" || level === "unclear") && config.care_team_phone) {
+        article.appendChild(telLink(config.care_team_phone, "Call your care team", "call-button"));
+      }
+      li.appendChild(article);
+    } else {
+      li.className = "bot";
+      item.texts.forEach(function (text, index) {
+        if (index) { li.appendChild(document.createElement("br")); }
+        li.appendChild(document.createTextNode(text));
+      });
+    }
+    log.appendChild(li);
+    li.scrollIntoView({ block: "end" });
+  }
+
+  function add(item) {
+    state.items.push(item);
+    if (item.triage && item.triage.level === "emergency") { state.emergency = true; }
+    save();
+    render(item);
+    applyConfig();
+  }
+
+  function safeText() {
+    return "We could not reach the service. If you feel unwell, call your care team. " +
+           "In an emergency, call " + config.emergency_number + ".";
+  }
+
+  function send(text) {
+    text = text.trim();
+    if (!text) { return; }
+    add({ from: "patient", text: text });
+    status.textContent = "Checking...";
+    input.disabled = true;
+    fetch(WEBHOOK, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sender: state.sender, message: text })
+    }).then(function (answer) {
+      if (!answer.ok) { throw new Error("status " + answer.status); }
+      return answer.json();
+    }).then(function (messages) {
+      var texts = [];
+      var triage = null;
+      messages.forEach(function (m) {
+        if (m.text) { texts.push(m.text); }
+        if (m.custom && m.custom.triage) { triage = m.custom.triage; }
+      });
+      add({ from: "bot", texts: texts.length ? texts : [safeText()], triage: triage });
+    }).catch(function () {
+      add({ from: "bot", texts: [safeText()], triage: { level: "unclear" } });
+    }).then(function () {
+      status.textContent = "";
+      input.disabled = false;
+      input.focus();
+    });
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value;
+    input.value = "";
+    send(text);
+  });
+  document.querySelectorAll(".quick-reply").forEach(function (button) {
+    button.addEventListener("click", function () { send(button.textContent); });
+  });
+
+  state.items.forEach(render);
+  applyConfig();
+  fetch("config.json").then(function (r) { return r.json(); }).then(function (loaded) {
+    config = loaded;
+    applyConfig();
+  }).catch(function () { /* defaults stay */ });
+}());
