@@ -46,6 +46,8 @@ class Ports:
 def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment Rasa's YAML files expect (see config.yml and endpoints.yml), with defaults."""
     env = dict(os.environ if base is None else base)
+    for key, value in read_dotenv(ROOT / ".env").items():
+        env.setdefault(key, value)
     env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -61,6 +63,18 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     if env["TRIAGE_DB_DIALECT"] == "sqlite":
         Path(env["TRIAGE_DB"]).parent.mkdir(parents=True, exist_ok=True)
     return env
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a git-ignored `.env` (see .env.example); comments and blank lines skipped."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
 
 
 def default_ports() -> Ports:
