@@ -67,6 +67,8 @@ class SmsInput(InputChannel):
         self._account_sid = account_sid
         self._from_number = from_number
         self._store: SmsStore | None = None
+        #: Twilio's HTTP client for late replies; None uses Twilio's default (tests pass a recorder).
+        self.http_client: Any = None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"triage_sms_{id(self)}", __name__)
@@ -130,7 +132,8 @@ class SmsInput(InputChannel):
             logger.warning(
                 "sms channel: reply budget of %.0f s exceeded; safe reply now, full reply later", REPLY_BUDGET_S
             )
-            task.add_done_callback(lambda _: self._send_later(phone, collector, opted_out))
+            loop = asyncio.get_running_loop()  # Twilio's client blocks: send from a worker thread
+            task.add_done_callback(lambda _: loop.run_in_executor(None, self._send_later, phone, collector, opted_out))
             text, _ = safe_reply(body)
             return ("" if opted_out else sms_text.compose([text])), ("opted_out" if opted_out else "answered")
         except Exception:
@@ -154,7 +157,7 @@ class SmsInput(InputChannel):
         from twilio.rest import Client
 
         try:
-            Client(self._account_sid, self._auth_token).messages.create(
+            Client(self._account_sid, self._auth_token, http_client=self.http_client).messages.create(
                 to=phone, from_=self._from_number, body=sms_text.compose(texts)
             )
         except Exception:
