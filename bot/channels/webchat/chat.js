@@ -83,6 +83,21 @@
         li.appendChild(document.createTextNode(text));
       });
     }
+    if (item.buttons && item.buttons.length) {
+      var group = document.createElement("div");
+      group.className = "quick";
+      group.setAttribute("role", "group");
+      group.setAttribute("aria-label", "Choices");
+      item.buttons.forEach(function (b) {
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "quick-reply";
+        button.textContent = b.title;
+        button.addEventListener("click", function () { send(b.payload); });
+        group.appendChild(button);
+      });
+      li.appendChild(group);
+    }
     log.appendChild(li);
     li.scrollIntoView({ block: "end" });
   }
@@ -115,12 +130,14 @@
       return answer.json();
     }).then(function (messages) {
       var texts = [];
+      var buttons = [];
       var triage = null;
       messages.forEach(function (m) {
         if (m.text) { texts.push(m.text); }
+        (m.buttons || []).forEach(function (b) { buttons.push({ title: b.title, payload: b.payload || b.title }); });
         if (m.custom && m.custom.triage) { triage = m.custom.triage; }
       });
-      add({ from: "bot", texts: texts.length ? texts : [safeText()], triage: triage });
+      add({ from: "bot", texts: texts.length ? texts : [safeText()], triage: triage, buttons: buttons });
     }).catch(function () {
       add({ from: "bot", texts: [safeText()], triage: { level: "unclear" } });
     }).then(function () {
