@@ -95,7 +95,7 @@ class Triager:
                         entry=self.catalogue.entries[match.phrase.label],
                         phrase=match.phrase.text,
                         severe_phrase=match.phrase.severe,
-                        span=text[start:end] if len(text) == len(clean) else clean[start:end],
+                        span=clean[start:end],
                         start=start,
                         end=end,
                         cues=match_cues,
