@@ -17,7 +17,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.safety import safe_reply
+from bot.channels.safety import guarded, safe_reply
 from bot.triage import default_triager
 
 TRIAGE_KEY = "triage"
@@ -36,6 +36,7 @@ class TriageRestInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"triage_rest_{id(self)}", __name__)
+        handle = guarded(on_new_message)
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
@@ -50,17 +51,13 @@ class TriageRestInput(InputChannel):
             collector = CollectingOutputChannel()
             message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=body.get("metadata"))
             try:
-                await on_new_message(message)
+                await handle(message)
             except asyncio.CancelledError:
                 logger.error("rest channel: message handling was cancelled (sender %s)", sender)
-            except Exception:
-                logger.exception("rest channel: message handling failed (sender %s)", sender)
-            if not any("text" in item for item in collector.messages):
-                logger.warning("rest channel: no reply from the dialogue; sending the safe reply (sender %s)", sender)
                 reply, custom = safe_reply(text)
                 await collector.send_text_message(sender, reply)
                 await collector.send_custom_json(sender, custom)
-            elif not any(TRIAGE_KEY in (item.get("custom") or {}) for item in collector.messages):
+            if not any(TRIAGE_KEY in (item.get("custom") or {}) for item in collector.messages):
                 # Every reply ends with the triage object (DESIGN.md), greetings and questions included.
                 await collector.send_custom_json(sender, {TRIAGE_KEY: default_triager().triage(text).to_dict()})
             return response.json(collector.messages)

@@ -6,10 +6,16 @@ machinery (which reads the domain) has failed.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from rasa.core.channels.channel import OutputChannel, UserMessage
 
 from bot.settings import contacts
 from bot.triage import Level, default_triager
+
+logger = logging.getLogger(__name__)
 
 _APOLOGY = "Sorry, I could not finish checking your message."
 
@@ -34,3 +40,39 @@ def safe_reply(text: str) -> tuple[str, dict[str, Any]]:
             f"If it is severe, call emergency services: {numbers.emergency_number}."
         )
     return text_out, {"triage": {**triage_object, "safety_net": True}}
+
+
+class _Counting(OutputChannel):
+    """Passes every bot message on to the channel's own output, counting the texts."""
+
+    def __init__(self, inner: OutputChannel) -> None:
+        self.inner = inner
+        self.texts = 0
+
+    def name(self) -> str:  # type: ignore[override]
+        return str(self.inner.name())
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        if message.get("text"):
+            self.texts += 1
+        await self.inner.send_response(recipient_id, message)
+
+
+def guarded(on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Callable[[UserMessage], Awaitable[None]]:
+    """Wraps a channel's message handler: a message the dialogue answered with no text, or failed on,
+    gets the safe reply and its triage object on the same channel."""
+
+    async def handle(message: UserMessage) -> None:
+        counting = _Counting(message.output_channel)
+        message.output_channel = counting
+        try:
+            await on_new_message(message)
+        except Exception:
+            logger.exception("message handling failed (sender %s); sending the safe reply", message.sender_id)
+        if counting.texts == 0:
+            logger.warning("no reply from the dialogue (sender %s); sending the safe reply", message.sender_id)
+            reply, custom = safe_reply(message.text or "")
+            await counting.inner.send_text_message(message.sender_id, reply)
+            await counting.inner.send_custom_json(message.sender_id, custom)
+
+    return handle
