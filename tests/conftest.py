@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import urllib.error
@@ -16,6 +17,10 @@ import pytest
 
 from bot.triage import Triager, default_triager
 from tools import serve
+
+# As `make test` sets them, for a bare `pytest` too.
+os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMS_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
