@@ -1,0 +1,54 @@
+"""`make run` (tools/serve.py) as an on-call engineer uses it: it starts both servers, says where they
+listen, and Ctrl-C stops both cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tools import serve
+
+pytestmark = pytest.mark.integration
+
+
+def test_make_run_starts_both_servers_and_ctrl_c_stops_them(trained_model: Path, tmp_path: Path) -> None:
+    ports = serve.Ports(rasa=free_port(), actions=free_port())
+    env = {
+        **os.environ,
+        "TRIAGE_RASA_PORT": str(ports.rasa),
+        "TRIAGE_ACTIONS_PORT": str(ports.actions),
+        "TRIAGE_DB": str(tmp_path / "run.db"),
+    }
+    log = (tmp_path / "serve.log").open("w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while b"Press Ctrl-C to stop." not in (tmp_path / "serve.log").read_bytes():
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "not ready in 180 s"
+            time.sleep(1)
+        printed = (tmp_path / "serve.log").read_text()
+        assert f"http://localhost:{ports.rasa}/webhooks/web/" in printed
+        assert f"http://localhost:{ports.rasa}/webhooks/rest/webhook" in printed
+        with urllib.request.urlopen(f"http://localhost:{ports.rasa}/webhooks/web/", timeout=10) as page:
+            assert page.status == 200
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert process.wait(timeout=60) == 0
+        for port in (ports.rasa, ports.actions):
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"http://localhost:{port}/", timeout=2)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
