@@ -45,6 +45,27 @@ def test_lay_words_map_to_monograph_terms(triager: Triager, text: str, term: str
 @pytest.mark.parametrize(
     ("text", "term"),
     [
+        ("I've been feeling a bit down", "feeling sad or empty"),
+        ("seeing double since this morning", "blurred vision"),
+        ("my legs feel like jelly", "unusual tiredness or weakness"),
+        ("haven't been able to go for days", "difficulty having a bowel movement"),
+        ("there's blood in his pee", "unusual bleeding or bruising"),
+        ("she's not making any sense", "confusion"),
+        ("can't be bothered with anything anymore", "loss of interest or pleasure"),
+    ],
+)
+def test_everyday_phrasings_of_monograph_terms(triager: Triager, text: str, term: str) -> None:
+    assert term in terms(triager, text)
+
+
+@pytest.mark.parametrize("text", ["we haven't been able to go out", "his fever went down", "lie down for a bit"])
+def test_everyday_phrasings_do_not_overreach(triager: Triager, text: str) -> None:
+    assert triager.triage(text).symptoms == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
         ("i have a feaver", "fever"),
         ("a headacje since noon", "headache"),
         ("hes been vomoting", "vomiting"),
