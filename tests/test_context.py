@@ -51,6 +51,8 @@ def test_no_fever_but_chills_negates_only_the_fever(triager: Triager) -> None:
         ("no fever my head is killing me", {"headache"}),
         ("I don't have a fever and my throat is sore", {"sore throat"}),
         ("no headache, however I keep throwing up", {"vomiting"}),
+        ("no fever no cough just tired", {"unusual tiredness or weakness"}),
+        ("no temp, only a cough", {"cough"}),
         ("not coughing but my throat is sore", {"sore throat"}),
     ],
 )
@@ -68,6 +70,7 @@ def test_negation_stops_at_a_new_clause(triager: Triager, text: str, expected: s
         ("the diarrhea stopped yesterday", "diarrhea"),
         ("headache has cleared up", "headache"),
         ("no longer dizzy", "dizziness"),
+        ("fever's gone but she still has a headache", "fever"),
     ],
 )
 def test_resolved_symptoms_do_not_count(triager: Triager, text: str, term: str) -> None:

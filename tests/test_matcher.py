@@ -52,6 +52,11 @@ def test_lay_words_map_to_monograph_terms(triager: Triager, text: str, term: str
         ("there's blood in his pee", "unusual bleeding or bruising"),
         ("she's not making any sense", "confusion"),
         ("can't be bothered with anything anymore", "loss of interest or pleasure"),
+        ("she's been sick twice this morning", "vomiting"),
+        ("feeling a bit sick after lunch", "nausea"),
+        ("my ankles are like balloons", "swelling of the hands, ankles, feet, or lower legs"),
+        ("he's not talking properly", "problems with speech or speaking"),
+        ("fewer wet nappies than usual", "change in urination"),
     ],
 )
 def test_everyday_phrasings_of_monograph_terms(triager: Triager, text: str, term: str) -> None:
