@@ -132,6 +132,7 @@ def test_caregivers_reporting_for_the_patient_count(triager: Triager, text: str)
         "really bad dry mouth",
         "constant pain in my arms",
         "my mouth is so dry it's unbearable",
+        "i cant stop shaking",
     ],
 )
 def test_a_minor_symptom_described_as_severe_is_call_now(triager: Triager, text: str) -> None:

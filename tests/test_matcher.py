@@ -57,6 +57,8 @@ def test_lay_words_map_to_monograph_terms(triager: Triager, text: str, term: str
         ("my ankles are like balloons", "swelling of the hands, ankles, feet, or lower legs"),
         ("he's not talking properly", "problems with speech or speaking"),
         ("fewer wet nappies than usual", "change in urination"),
+        ("my wee is like coffee", "darkened urine"),
+        ("headach n feel sik", "nausea"),
     ],
 )
 def test_everyday_phrasings_of_monograph_terms(triager: Triager, text: str, term: str) -> None:
