@@ -103,13 +103,6 @@ class SmsStore:
             if updated.rowcount == 0:
                 connection.execute(sms_opt_outs.insert().values(phone=phone, opted_out=opted_out, changed_at=now))
 
-    def messages(self, phone: str) -> list[Inbound]:
-        with self._engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(sms_messages).where(sms_messages.c.phone == phone).order_by(sms_messages.c.received_at)
-            ).all()
-        return [_inbound(row._mapping) for row in rows]
-
 
 def _inbound(row: Any) -> Inbound:
     return Inbound(row["message_sid"], row["phone"], row["body"], row["status"], row["reply"])

@@ -79,12 +79,6 @@ def build(target: Path | None = None) -> Path:
     return folder
 
 
-def load_pipeline(folder: Path | None = None) -> Language:
-    """The saved pipeline as Rasa's SpacyNLP loads it (tokenizer, lookup lemmatizer, sentencizer)."""
-    path = _ensure(folder) / PIPELINE
-    return spacy.load(path)
-
-
 def load_core_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[str], str]]:
     """The same pipeline for the triage core, built the fast way: a blank English tokenizer (its
     defaults are what was saved) plus the saved lemma table, without reading the tokenizer back from

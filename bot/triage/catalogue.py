@@ -59,10 +59,6 @@ class Catalogue:
                 return entry
         raise KeyError(term)
 
-    def files(self) -> list[Path]:
-        """Every knowledge file the triage reads, for fingerprints and change detection."""
-        return sorted(path for path in self.directory.iterdir() if path.is_file())
-
 
 def load(directory: Path | None = None) -> Catalogue:
     """Reads and validates the catalogue from `directory` (default: the project's knowledge folder)."""

@@ -5,7 +5,7 @@ matcher, ConText and the thermometer together, and makes any input, however odd,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from spacy.tokens import Doc
@@ -108,10 +108,6 @@ class Triager:
         return self._policy.decide(
             findings, complaints, self._thermometer.read(clean), lambda: self._language.readable(clean, docs)
         )
-
-    def triage_many(self, texts: Iterable[str]) -> Iterator[Triage]:
-        for text in texts:
-            yield self.triage(text)
 
     def _read(self, text: str) -> Doc:
         doc = self._nlp.make_doc(text.lower() if len(text.lower()) == len(text) else _lower_each(text))
