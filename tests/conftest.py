@@ -45,7 +45,7 @@ def free_port() -> int:
 
 class Assistant:
     def __init__(self, workdir: Path) -> None:
-        self.ports = serve.Ports(rasa=free_port(), actions=free_port())
+        self.ports = serve.Ports(rasa=free_port(), actions=free_port(), careteam=free_port())
         self.db = workdir / "tracker.db"
         self.logs = workdir / "logs"
         self.env = serve.rasa_env(self.ports, db=self.db)
@@ -54,6 +54,7 @@ class Assistant:
         self.env["TWILIO_AUTH_TOKEN"] = SMS_AUTH_TOKEN
         self.actions: subprocess.Popen[bytes] | None = None
         self.rasa: subprocess.Popen[bytes] | None = None
+        self.careteam: subprocess.Popen[bytes] | None = None
 
     def start_actions(self) -> None:
         self.actions = serve.start_actions(self.ports, self.env, self.logs / "actions.log")
@@ -61,8 +62,11 @@ class Assistant:
     def start_rasa(self) -> None:
         self.rasa = serve.start_rasa(self.ports, self.env, self.logs / "rasa.log")
 
+    def start_careteam(self) -> None:
+        self.careteam = serve.start_careteam(self.ports, self.env, self.logs / "careteam.log")
+
     def stop_all(self) -> None:
-        for process in (self.rasa, self.actions):
+        for process in (self.rasa, self.actions, self.careteam):
             if process is not None:
                 serve.stop(process)
 

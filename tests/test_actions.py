@@ -9,18 +9,31 @@ import yaml
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions import triage as triage_action
 from bot.actions.triage import ActionTriage
+from bot.careteam.recorder import Recorder
+from bot.careteam.store import EscalationStore
 from tests.conftest import ROOT
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
 
 
-def tracker(text: str, intent: str = "report_symptom", **slots: Any) -> Tracker:
+@pytest.fixture(autouse=True)
+def escalations(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> EscalationStore:
+    """Each test records escalations in a database of its own."""
+    store = EscalationStore(f"sqlite:///{tmp_path / 'escalations.db'}")
+    recorder = Recorder(lambda: store, spool=tmp_path / "spool")
+    monkeypatch.setattr(triage_action, "default_recorder", lambda: recorder)
+    return store
+
+
+def tracker(text: str, intent: str = "report_symptom", message_id: str = "", **slots: Any) -> Tracker:
+    message = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": [], "message_id": message_id}
     return Tracker(
         sender_id="patient-1",
         slots=slots,
-        latest_message={"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": []},
-        events=[],
+        latest_message=message,
+        events=[{"event": "user", "timestamp": 1_790_000_000.0, "text": text, "input_channel": "sms"}],
         paused=False,
         followup_action=None,
         active_loop={},
@@ -138,3 +151,37 @@ def test_every_response_the_action_uses_is_in_the_domain() -> None:
     for text in texts:
         for name in responses(run(text, symptom_history=[{"term": "fever", "level": "call_now"}])[0]):
             assert name in DOMAIN["responses"], name
+
+
+def test_an_escalating_reply_is_recorded_before_the_action_returns(escalations: EscalationStore) -> None:
+    dispatcher = CollectingDispatcher()
+    ActionTriage().run(dispatcher, tracker("he had a seizure", message_id="m-1"), DOMAIN)
+    [item] = escalations.queue()
+    assert (item.sender_id, item.level, item.status, item.channel) == ("patient-1", "emergency", "new", "sms")
+    assert item.terms == ["seizures"]
+    assert item.first_message_at.timestamp() == 1_790_000_000.0
+    [message] = escalations.messages(item.id)
+    assert message["message_id"] == "m-1" and message["text"] == "he had a seizure"
+
+
+def test_mention_and_none_are_not_escalated(escalations: EscalationStore) -> None:
+    run("dry mouth")
+    run("hello", intent="greet")
+    assert escalations.queue() == []
+
+
+def test_unclear_is_escalated(escalations: EscalationStore) -> None:
+    run("I feel off")
+    [item] = escalations.queue()
+    assert item.level == "unclear" and item.terms == []
+
+
+def test_the_patient_gets_the_answer_when_the_database_is_down(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database's folder should be")
+    recorder = Recorder(lambda: EscalationStore(f"sqlite:///{blocked / 'triage.db'}"), spool=tmp_path / "spool")
+    monkeypatch.setattr(triage_action, "default_recorder", lambda: recorder)
+    messages, _ = run("he had a seizure")
+    assert messages[0]["response"] == "utter_level_emergency"
+    spooled = (tmp_path / "spool" / "escalations.jsonl").read_text().splitlines()
+    assert len(spooled) == 1 and '"level": "emergency"' in spooled[0]

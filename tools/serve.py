@@ -1,13 +1,16 @@
-"""Starts the assistant: trains the model when its inputs changed, then runs the action server and the
-Rasa server (REST and socket.io channels, SQL tracker store on SQLite) on localhost, prints where to
-talk to it, and stops both cleanly on Ctrl-C.
+"""Starts the product: trains the model when its inputs changed, then runs the action server, the Rasa
+server (web, REST, socket.io and SMS channels, SQL tracker store on SQLite) and the care-team review
+app (with its notification worker) on localhost, prints where to reach them, and stops all cleanly on
+Ctrl-C.
 
     python -m tools.serve            # make run
     python -m tools.serve --shell    # make shell: chat in the terminal
     python -m tools.serve --train    # train if stale, then exit
 
-Settings (environment, with defaults): TRIAGE_RASA_PORT 5005, TRIAGE_ACTIONS_PORT 5055, TRIAGE_DB
-(var/triage.db), TRIAGE_DB_DIALECT (sqlite), TRIAGE_EMERGENCY_NUMBER (911), TRIAGE_CARE_TEAM_PHONE.
+Settings (environment, with defaults): TRIAGE_RASA_PORT 5005, TRIAGE_ACTIONS_PORT 5055,
+TRIAGE_CARETEAM_PORT 5006, TRIAGE_DB (var/triage.db), TRIAGE_DB_DIALECT (sqlite), TRIAGE_SPOOL_DIR
+(var/spool), TRIAGE_EMERGENCY_NUMBER (911), TRIAGE_CARE_TEAM_PHONE, TRIAGE_NOTIFY_URL and
+TRIAGE_NOTIFY_SECRET (care-team notifications; off when empty).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ READY_TIMEOUT_S = 180.0
 class Ports:
     rasa: int
     actions: int
+    careteam: int = 5006
 
 
 def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -57,7 +61,10 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     env.setdefault("TRIAGE_DB_DIALECT", "sqlite")
     if db is not None:
         env["TRIAGE_DB"] = str(db)
+        env["TRIAGE_SPOOL_DIR"] = str(db.parent / "spool")
     env.setdefault("TRIAGE_DB", str(ROOT / "var" / "triage.db"))
+    env.setdefault("TRIAGE_SPOOL_DIR", str(ROOT / "var" / "spool"))
+    env.setdefault("TRIAGE_CARETEAM_PUBLIC_URL", f"http://localhost:{ports.careteam}")
     for optional in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER", "TRIAGE_SMS_PUBLIC_URL"):
         env.setdefault(optional, "")  # credentials.yml names them; empty leaves the SMS channel off
     if env["TRIAGE_DB_DIALECT"] == "sqlite":
@@ -78,7 +85,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
 
 
 def default_ports() -> Ports:
-    return Ports(int(os.environ.get("TRIAGE_RASA_PORT", "5005")), int(os.environ.get("TRIAGE_ACTIONS_PORT", "5055")))
+    return Ports(
+        int(os.environ.get("TRIAGE_RASA_PORT", "5005")),
+        int(os.environ.get("TRIAGE_ACTIONS_PORT", "5055")),
+        int(os.environ.get("TRIAGE_CARETEAM_PORT", "5006")),
+    )
 
 
 def inputs_digest() -> str:
@@ -145,6 +156,13 @@ def start_rasa(ports: Ports, env: dict[str, str], log: Path | None = None) -> su
     return process
 
 
+def start_careteam(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    command = [str(VENV_BIN / "python"), "-m", "bot.careteam", "serve", "--port", str(ports.careteam)]
+    process = _spawn(command, env, log)
+    wait_until_ready(f"http://localhost:{ports.careteam}/health", process)
+    return process
+
+
 def stop(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
     if process.poll() is not None:
         return
@@ -160,15 +178,26 @@ def stop(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
 def running(
     ports: Ports, env: dict[str, str], logs: Path | None = None
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """Both servers, started in order and always stopped."""
+    """The servers, started in order and always stopped."""
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        processes["careteam"] = start_careteam(ports, env, logs / "careteam.log" if logs else None)
         processes["actions"] = start_actions(ports, env, logs / "actions.log" if logs else None)
         processes["rasa"] = start_rasa(ports, env, logs / "rasa.log" if logs else None)
         yield processes
     finally:
         for process in reversed(list(processes.values())):
             stop(process)
+
+
+def careteam_hint(env: dict[str, str]) -> str:
+    """How to make the first account, when there is none yet."""
+    from bot.careteam.accounts import Accounts
+    from bot.database import create_engine, database_url
+
+    if Accounts(create_engine(database_url(env))).users():
+        return ""
+    return "(no accounts yet: .venv/bin/python -m bot.careteam add-user NAME --role admin)"
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
@@ -211,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             f'  REST webhook   POST {base}/webhooks/rest/webhook  {{"sender": "me", "message": "I have a fever"}}\n'
             f"  socket.io      {base}/socket.io\n"
             f"  SMS webhook    POST {base}/webhooks/sms/webhook  (Twilio; needs TWILIO_AUTH_TOKEN)\n"
+            f"  care team      http://localhost:{ports.careteam}/  {careteam_hint(env)}\n"
             f"  actions        http://localhost:{ports.actions}/webhook\n"
             f"  conversations  {env['TRIAGE_DB_DIALECT']}: {env['TRIAGE_DB']}\n"
             f"Press Ctrl-C to stop.\n",

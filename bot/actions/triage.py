@@ -4,16 +4,21 @@ The reply puts the most urgent instruction first (the level's headline from the 
 per symptom, most urgent first, with what to do and why; then the temperature advice, a request for a
 temperature when fever was described without a number, and a reminder of urgent symptoms reported
 earlier in the conversation. The triage object follows as a custom message for clients and reviewers.
+An emergency, call-now or unclear outcome is recorded as an escalation for the care team before the
+reply is returned (bot.careteam.recorder).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.careteam.recorder import default_recorder
+from bot.careteam.store import channel_name
 from bot.settings import contacts
 from bot.triage import Level, Symptom, Triage, default_triager
 from bot.triage.rules import UNREADABLE
@@ -63,7 +68,28 @@ class ActionTriage(Action):
         if reminder:
             dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
         dispatcher.utter_message(json_message={"triage": triage.to_dict()})
+        # Before the reply leaves: an escalation is committed (or spooled) first.
+        _record_escalation(tracker, text, triage)
         return _slots(history, triage, tracker)
+
+
+def _record_escalation(tracker: Tracker, text: str, triage: Triage) -> None:
+    message = tracker.latest_message or {}
+    received_at = dt.datetime.now(dt.timezone.utc)
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            received_at = dt.datetime.fromtimestamp(float(event.get("timestamp") or 0), dt.timezone.utc)
+            break
+    # Without a message id (tests, the shell) the timestamp stands in: still one record per message.
+    message_id = str(message.get("message_id") or f"{tracker.sender_id}@{received_at.timestamp()}")
+    default_recorder().record(
+        sender_id=tracker.sender_id,
+        channel=channel_name(tracker.get_latest_input_channel()),
+        message_id=message_id,
+        text=text,
+        triage=triage.to_dict(),
+        received_at=received_at,
+    )
 
 
 def _line(symptom: Symptom, headline: Level) -> dict[str, str]:

@@ -8,14 +8,12 @@ Same database as the conversations (TRIAGE_DB_DIALECT / TRIAGE_DB; SQLite by def
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from bot.tracker_store import sqlite_pragmas
+from bot.database import create_engine
 
 _metadata = sa.MetaData()
 
@@ -49,20 +47,9 @@ class Inbound:
     reply: str | None
 
 
-def database_url() -> str:
-    """The conversation database's URL, from the same settings the tracker store uses."""
-    dialect = os.environ.get("TRIAGE_DB_DIALECT", "sqlite")
-    db = os.environ.get("TRIAGE_DB", str(Path("var") / "triage.db"))
-    if dialect == "sqlite":
-        return f"sqlite:///{db}"
-    return os.environ.get("TRIAGE_DB_URL", f"{dialect}:///{db}")
-
-
 class SmsStore:
     def __init__(self, url: str | None = None) -> None:
-        self._engine = sa.create_engine(url or database_url(), future=True)
-        if self._engine.dialect.name == "sqlite":
-            sa.event.listen(self._engine, "connect", sqlite_pragmas)
+        self._engine = create_engine(url)
         _metadata.create_all(self._engine)
 
     def receive(self, message_sid: str, phone: str, body: str) -> tuple[Inbound, bool]:
