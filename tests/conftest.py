@@ -65,6 +65,11 @@ class Assistant:
     def start_careteam(self) -> None:
         self.careteam = serve.start_careteam(self.ports, self.env, self.logs / "careteam.log")
 
+    def stop_careteam(self) -> None:
+        if self.careteam is not None:
+            serve.stop(self.careteam)
+            self.careteam = None
+
     def stop_all(self) -> None:
         for process in (self.rasa, self.actions, self.careteam):
             if process is not None:
@@ -110,3 +115,8 @@ def assistant(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         yield running
     finally:
         running.stop_all()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+# The session's throwaway PostgreSQL server (tests/postgres.py), for the tests that run on both databases.
+from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401

@@ -1,5 +1,5 @@
-"""`make run` (tools/serve.py) as an on-call engineer uses it: it starts both servers, says where they
-listen, and Ctrl-C stops both cleanly."""
+"""`make run` (tools/serve.py) as an on-call engineer uses it: it starts the assistant's two servers and
+the care-team app, says where they listen, and Ctrl-C stops all of them cleanly."""
 
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from tools import serve
 pytestmark = pytest.mark.integration
 
 
-def test_make_run_starts_both_servers_and_ctrl_c_stops_them(trained_model: Path, tmp_path: Path) -> None:
-    ports = serve.Ports(rasa=free_port(), actions=free_port())
+def test_make_run_starts_every_server_and_ctrl_c_stops_them(trained_model: Path, tmp_path: Path) -> None:
+    ports = serve.Ports(rasa=free_port(), actions=free_port(), careteam=free_port())
     env = {
         **os.environ,
         "TRIAGE_RASA_PORT": str(ports.rasa),
         "TRIAGE_ACTIONS_PORT": str(ports.actions),
+        "TRIAGE_CARETEAM_PORT": str(ports.careteam),
         "TRIAGE_DB": str(tmp_path / "run.db"),
+        "TRIAGE_SPOOL_DIR": str(tmp_path / "spool"),
     }
     log = (tmp_path / "serve.log").open("w+b")
     process = subprocess.Popen(
@@ -41,11 +43,15 @@ def test_make_run_starts_both_servers_and_ctrl_c_stops_them(trained_model: Path,
         printed = (tmp_path / "serve.log").read_text()
         assert f"http://localhost:{ports.rasa}/webhooks/web/" in printed
         assert f"http://localhost:{ports.rasa}/webhooks/rest/webhook" in printed
+        assert f"http://localhost:{ports.careteam}/" in printed
+        assert "no accounts yet: .venv/bin/python -m bot.careteam add-user" in printed
         with urllib.request.urlopen(f"http://localhost:{ports.rasa}/webhooks/web/", timeout=10) as page:
+            assert page.status == 200
+        with urllib.request.urlopen(f"http://localhost:{ports.careteam}/login", timeout=10) as page:
             assert page.status == 200
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert process.wait(timeout=60) == 0
-        for port in (ports.rasa, ports.actions):
+        for port in (ports.rasa, ports.actions, ports.careteam):
             with pytest.raises(OSError):
                 urllib.request.urlopen(f"http://localhost:{port}/", timeout=2)
     finally:

@@ -64,7 +64,8 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
         env["TRIAGE_SPOOL_DIR"] = str(db.parent / "spool")
     env.setdefault("TRIAGE_DB", str(ROOT / "var" / "triage.db"))
     env.setdefault("TRIAGE_SPOOL_DIR", str(ROOT / "var" / "spool"))
-    env.setdefault("TRIAGE_CARETEAM_PUBLIC_URL", f"http://localhost:{ports.careteam}")
+    if not env.get("TRIAGE_CARETEAM_PUBLIC_URL"):
+        env["TRIAGE_CARETEAM_PUBLIC_URL"] = f"http://localhost:{ports.careteam}"
     for optional in ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER", "TRIAGE_SMS_PUBLIC_URL"):
         env.setdefault(optional, "")  # credentials.yml names them; empty leaves the SMS channel off
     if env["TRIAGE_DB_DIALECT"] == "sqlite":
