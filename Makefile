@@ -51,7 +51,16 @@ $(CHROMIUM):
 	else echo "error: $(CHROMIUM) is missing and neither root nor sudo can install it (apt-get install chromium)"; exit 1; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
 
-test: setup lint $(CHROMIUM)
+# Debian's PostgreSQL server binaries for the tests that also run on PostgreSQL (tests/postgres.py starts
+# a throwaway server from /usr/lib/postgresql/<version>/bin).
+.PHONY: postgresql
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "error: /usr/lib/postgresql/*/bin/initdb is missing and neither root nor sudo can install it (apt-get install postgresql)"; exit 1; fi; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql >/dev/null; fi
+
+test: setup lint $(CHROMIUM) postgresql
 	$(PY) -m pytest -q
 
 eval: setup

@@ -29,8 +29,9 @@ PASSWORD = "a long enough password"
 
 
 def triage(level: str, term: str = "", span: str = "") -> dict[str, object]:
-    symptoms = [{"term": term, "level": level, "span": span, "start": 0, "end": len(span), "reason": "r"}] if term else []
-    return {"level": level, "symptoms": symptoms}
+    if not term:
+        return {"level": level, "symptoms": []}
+    return {"level": level, "symptoms": [{"term": term, "level": level, "span": span, "start": 0, "end": len(span)}]}
 
 
 class Client:
@@ -107,8 +108,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             input=PASSWORD + "\n", text=True, capture_output=True, env=running.env, cwd=ROOT, check=False,
         )  # fmt: skip
         assert add.returncode == 0, add.stderr
-    running.store.record("sms:+15550001", "sms", "m1", "my son has a fever", triage("call_now", "fever", "fever"))
-    running.store.record("=HYPERLINK(evil)", "web", "m2", "he had a seizure", triage("emergency", "seizures", "seizure"))
+    store = running.store
+    store.record("sms:+15550001", "sms", "m1", "my son has a fever", triage("call_now", "fever", "fever"))
+    store.record("=HYPERLINK(evil)", "web", "m2", "he had a seizure", triage("emergency", "seizures", "seizure"))
     process = serve.start_careteam(serve.Ports(0, 0, running.port), running.env, running.db.parent / "careteam.log")
     try:
         yield running
@@ -222,9 +224,8 @@ def test_only_admins_read_the_audit_log_and_it_names_who_viewed_which_patient(ap
     status, _, page = admin.get("/admin?patient=sms%3A%2B15550001")
     assert status == 200
     assert "view_transcript" in page and "nurse" in page
-    assert any(
-        e["action"] == "view_transcript" and e["patient"] == "sms:+15550001" for e in app.accounts.audit_entries("nurse")
-    )
+    views = [e for e in app.accounts.audit_entries("nurse") if e["action"] == "view_transcript"]
+    assert any(e["patient"] == "sms:+15550001" and e["escalation_id"] == 1 for e in views)
 
 
 def test_pages_forbid_framing_caching_and_inline_script(app: App) -> None:

@@ -102,7 +102,7 @@ def test_a_clinician_takes_an_emergency_from_the_queue_to_resolved(
     waiting = f"web-{uuid.uuid4().hex[:8]}"
     urgent = f"web-{uuid.uuid4().hex[:8]}"
     careteam.say(waiting, "my son has a fever")  # waiting longer, but only call-now
-    text, triage = careteam.say(urgent, "my daughter had a seizure and is very sleepy")
+    _, triage = careteam.say(urgent, "my daughter had a seizure and is very sleepy")
     assert triage["level"] == "emergency"
 
     base = f"http://localhost:{careteam.ports.careteam}"

@@ -6,8 +6,9 @@
   the database does not let anyone in. Sessions end after `idle` minutes without a request and after
   `absolute` hours in any case, and at logout.
 - Each session has its own CSRF token, which every form that changes something must send back.
-- Login throttling: after `max_failures` failed logins for one username, or from one address, within
-  `window`, further attempts for it are refused until the window has passed (right or wrong password).
+- Login throttling: after `max_failures` failed logins for one username, or `max_failures_per_address`
+  from one address (higher: a ward's computers may share one), within `window`, further attempts are
+  refused until the window has passed (right or wrong password).
 - The audit log records who did what, when, to which patient: every page view and action.
 """
 
@@ -102,6 +103,7 @@ class Policy:
     idle: dt.timedelta = dt.timedelta(minutes=30)
     absolute: dt.timedelta = dt.timedelta(hours=12)
     max_failures: int = 5
+    max_failures_per_address: int = 20
     window: dt.timedelta = dt.timedelta(minutes=15)
 
 
@@ -173,19 +175,23 @@ class Accounts:
             by_user = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(login_failures)
-                .where(login_failures.c.username == username.strip().lower(), login_failures.c.at > since)
+                .where(login_failures.c.username == _login_name(username), login_failures.c.at > since)
             ).scalar_one()
             by_address = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(login_failures)
-                .where(login_failures.c.address == address, login_failures.c.at > since)
+                .where(login_failures.c.address == address[:64], login_failures.c.at > since)
             ).scalar_one()
-        return max(by_user, by_address) >= self.policy.max_failures
+        return bool(by_user >= self.policy.max_failures or by_address >= self.policy.max_failures_per_address)
 
     def authenticate(self, username: str, password: str, address: str) -> User | None:
-        """The user when the password is right and the account enabled; otherwise None, and the failure
-        counts towards throttling. Callers check `throttled` first."""
-        username = username.strip().lower()[:64]
+        """The user when the password is right, the account enabled and logins for it not throttled;
+        otherwise None, and the refused attempt counts towards throttling. Callers check `throttled` first
+        to say why; the check here keeps a caller that forgets from letting a guesser in."""
+        username = _login_name(username)
+        address = address[:64]
+        if self.throttled(username, address):
+            return None
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.username == username)).first()
         stored = row._mapping["password_hash"] if row is not None else self._dummy_hash
@@ -310,6 +316,11 @@ def _digest(token: str) -> str:
 
 def _user(row: Any) -> User:
     return User(row["username"], row["display_name"], row["role"], bool(row["disabled"]))
+
+
+def _login_name(username: str) -> str:
+    """A username as typed at login, as it is stored and counted (usernames have at most 64 characters)."""
+    return username.strip().lower()[:64]
 
 
 def _check_username(username: str) -> str:

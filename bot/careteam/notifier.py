@@ -19,6 +19,7 @@ Settings: `TRIAGE_NOTIFY_URL` (empty: nothing is sent; the queue still fills and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -35,6 +36,8 @@ from bot.careteam.store import Delivery, EscalationStore
 log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 32
+#: Added to a claimed batch's lease, for the database writes around the deliveries.
+LEASE_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,13 @@ class NotifierSettings:
     backoff_first_s: float = 2.0
     backoff_max_s: float = 300.0
     poll_s: float = 1.0
+    batch: int = 20  # notifications claimed per pass
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed batch is kept from other workers: as long as its deliveries may take one
+        after another, so no other worker sends one of them again while it waits its turn."""
+        return self.batch * self.timeout_s + LEASE_MARGIN_S
 
     @classmethod
     def from_env(cls) -> NotifierSettings | None:
@@ -71,7 +81,10 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, max_age_s: 
         age = abs(time.time() - float(timestamp))
     except ValueError:
         return False
-    return age <= max_age_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    # Compared as bytes: compare_digest raises on strings with non-ASCII characters, and a header may
+    # carry any (undecodable bytes arrive as surrogates, hence "replace").
+    expected = sign(secret, timestamp, body).encode()
+    return age <= max_age_s and hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 def backoff(attempts: int, settings: NotifierSettings) -> float:
@@ -87,7 +100,7 @@ class Notifier:
 
     async def deliver_due(self, session: aiohttp.ClientSession) -> int:
         """One pass over the due notifications; returns how many were delivered."""
-        due = await asyncio.to_thread(self.store.claim)
+        due = await asyncio.to_thread(self.store.claim, self.settings.batch, self.settings.lease_s)
         done = 0
         for delivery in due:
             error = await self._post(session, delivery)
@@ -134,7 +147,5 @@ class Notifier:
                     await self.deliver_due(session)
                 except Exception:
                     log.exception("notifier pass failed; retrying")
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_s)
-                except asyncio.TimeoutError:
-                    pass

@@ -5,6 +5,8 @@ committed. When the database cannot take it (down, locked past its wait), the re
 spool file and flushed to disk instead, the patient still gets the answer, and the spool is written to
 the database as soon as it takes writes again (at the next record, or by the care-team app's worker).
 Each message has a unique id, so a spooled record that did reach the database is not written twice.
+A record the database refuses for what it holds (a value too long for its column, a line cut short by
+a crash) is set aside in `escalations.bad` and logged, so that it does not hold up the records after it.
 
 Spool: `TRIAGE_SPOOL_DIR` (default var/spool), one JSON line per record, owner-only files.
 """
@@ -21,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from bot.careteam.store import ESCALATING, Change, EscalationStore
 from bot.triage.result import Level
@@ -73,7 +75,7 @@ class Recorder:
         try:
             self.drain()
             return self._write(item)
-        except (SQLAlchemyError, OSError) as error:
+        except Exception as error:  # whatever failed here, the patient's answer must still leave
             log.error(
                 "escalation for message %s could not be stored (%s); spooled to %s",
                 message_id,
@@ -96,37 +98,57 @@ class Recorder:
         )
 
     def _append(self, item: Mapping[str, Any]) -> None:
-        self.spool.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(json.dumps(item) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        _append_line(self.spool, json.dumps(item))
+
+    @property
+    def set_aside(self) -> Path:
+        return self.spool.with_suffix(".bad")
 
     def drain(self) -> int:
         """Writes spooled records to the database, oldest first; returns how many. Raises when the
         database still refuses (the spool is then left as it was)."""
         if not self.spool.exists() or self.spool.stat().st_size == 0:
             return 0
+        written = 0
         with self.spool.open("r+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             lines = [line for line in handle.read().splitlines() if line.strip()]
             for line in lines:
                 try:
-                    item = json.loads(line)
-                except ValueError:  # a line cut short by a crash mid-write: keep it aside, never drop it
-                    log.error("unreadable spool line kept in %s.bad", self.spool)
-                    with self.spool.with_suffix(".bad").open("a", encoding="utf-8") as bad:
-                        bad.write(line + "\n")
-                    continue
-                self._write(item)
+                    self._write(json.loads(line))
+                    written += 1
+                except Exception as error:
+                    if not _refused_as_such(error):
+                        raise
+                    # Kept aside, never dropped: it names a patient who may need the care team.
+                    log.error("spooled escalation record refused (%s): set aside in %s", error, self.set_aside)
+                    _append_line(self.set_aside, line)
             handle.seek(0)
             handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
-        log.info("wrote %d spooled escalation record(s)", len(lines))
-        return len(lines)
+        log.info("wrote %d spooled escalation record(s)", written)
+        return written
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Appends a line, flushed to disk, to an owner-only file (patients' words are in it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _refused_as_such(error: Exception) -> bool:
+    """Whether writing the record failed because of what it holds (a line cut short, a value too long
+    for its column, a time without a zone), so that it would fail every time. A database that is down,
+    locked or not yet set up fails with other errors, and the spool waits for it."""
+    if isinstance(error, DBAPIError):
+        return isinstance(error, DataError)
+    return isinstance(error, (StatementError, ValueError, KeyError, TypeError))
 
 
 @lru_cache(maxsize=1)

@@ -69,10 +69,12 @@ escalations = sa.Table(
     # sender, enforced by the database even when two messages race.
     sa.Column("open_key", sa.String(255), nullable=True, unique=True),
     sa.Column("symptoms", sa.Text, nullable=False),  # JSON list, worst first
+    # The symptoms' terms, one a line: what the queue's search looks at (not the JSON's keys and reasons).
+    sa.Column("terms", sa.Text, nullable=False, server_default=""),
     sa.Column("message_count", sa.Integer, nullable=False),
     sa.Column("first_message_at", UTCDateTime, nullable=False),
     sa.Column("last_message_at", UTCDateTime, nullable=False),
-    sa.Column("waiting_since", UTCDateTime, nullable=False),  # when it last became `new`
+    sa.Column("waiting_since", UTCDateTime, nullable=False),  # the message that last made it `new`
     sa.Column("acknowledged_by", sa.String(64), nullable=True),
     sa.Column("acknowledged_at", UTCDateTime, nullable=True),
     sa.Column("resolved_by", sa.String(64), nullable=True),
@@ -174,7 +176,8 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Query:
-    """The queue's filters: status group, level, channel, and a search over patient id and symptoms."""
+    """The queue's filters: status group, level, channel, and a search over the patient id, the symptom
+    terms and the message text (case-insensitive; `%` and `_` are literal)."""
 
     status: str = "open"  # open, new, acknowledged, resolved, all
     level: str = ""
@@ -234,12 +237,20 @@ class EscalationStore:
     ) -> Change:
         level = Level(triage["level"])
         now = utcnow()
+        # The sender's open escalation is read and rewritten under a lock, so that two of their messages
+        # recorded at once both count (without it, the second write is computed from the state before the
+        # first and undoes it: a lost message, a lost symptom, a level lowered). SQLite locks the whole
+        # database for writing; PostgreSQL the row (a missing row is caught by the unique `open_key`).
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        row = connection.execute(
+            sa.select(escalations).where(escalations.c.open_key == sender_id).with_for_update()
+        ).first()
         seen = connection.execute(
             sa.select(escalation_messages.c.escalation_id).where(escalation_messages.c.message_id == message_id)
         ).first()
         if seen is not None:
             return Change(self._get(connection, seen[0]), None, recorded=False)
-        row = connection.execute(sa.select(escalations).where(escalations.c.open_key == sender_id)).first()
         new_symptoms = [_symptom_summary(s, received_at) for s in triage.get("symptoms", [])]
         event: str | None
         if row is None:
@@ -252,10 +263,12 @@ class EscalationStore:
                     status="new",
                     open_key=sender_id,
                     symptoms=json.dumps(symptoms),
+                    terms=_terms(symptoms),
                     message_count=1,
                     first_message_at=received_at,
                     last_message_at=received_at,
-                    waiting_since=now,
+                    # The patient has waited since they wrote, also when the record was spooled first.
+                    waiting_since=received_at,
                     updated_at=now,
                 )
             ).inserted_primary_key[0]
@@ -264,16 +277,20 @@ class EscalationStore:
             current = row._mapping
             escalation_id = current["id"]
             worse = level.rank > Level(current["level"]).rank
+            symptoms = _merge(json.loads(current["symptoms"]), new_symptoms)
             values: dict[str, Any] = {
-                "symptoms": json.dumps(_merge(json.loads(current["symptoms"]), new_symptoms)),
+                "symptoms": json.dumps(symptoms),
+                "terms": _terms(symptoms),
                 "message_count": current["message_count"] + 1,
+                # A spooled message may reach the database after a later one.
+                "first_message_at": min(received_at, current["first_message_at"]),
                 "last_message_at": max(received_at, current["last_message_at"]),
                 "updated_at": now,
             }
             if worse:
                 values["level"] = level.value
             if current["status"] == "acknowledged":
-                values.update(status="new", waiting_since=now)
+                values.update(status="new", waiting_since=received_at)
                 event = "reopened"
             else:
                 event = "level_raised" if worse else None
@@ -337,7 +354,7 @@ class EscalationStore:
             statement = statement.where(
                 sa.or_(
                     sa.func.lower(escalations.c.sender_id).like(pattern, escape="\\"),
-                    sa.func.lower(escalations.c.symptoms).like(pattern, escape="\\"),
+                    sa.func.lower(escalations.c.terms).like(pattern, escape="\\"),
                     escalations.c.id.in_(
                         sa.select(escalation_messages.c.escalation_id).where(
                             sa.func.lower(escalation_messages.c.text).like(pattern, escape="\\")
@@ -556,6 +573,10 @@ def _merge(existing: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) ->
         elif Level(item["level"]).rank > Level(kept["level"]).rank:
             by_term[item["term"]] = {**item, "first_reported_at": kept["first_reported_at"]}
     return sorted(by_term.values(), key=lambda item: -Level(item["level"]).rank)
+
+
+def _terms(symptoms: Iterable[Mapping[str, Any]]) -> str:
+    return "\n".join(item["term"] for item in symptoms)
 
 
 def _escalation(row: Mapping[str, Any]) -> Escalation:
