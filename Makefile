@@ -12,7 +12,7 @@ export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run shell train test lint eval bench lock clean
+.PHONY: setup run shell train test lint eval bench loadtest lock clean
 
 setup: $(ASSETS)
 
@@ -60,7 +60,25 @@ postgresql:
 	  else echo "error: /usr/lib/postgresql/*/bin/initdb is missing and neither root nor sudo can install it (apt-get install postgresql)"; exit 1; fi; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql >/dev/null; fi
 
-test: setup lint $(CHROMIUM) postgresql
+# Debian's nginx and Redis for the scale-out deployment (tools/cluster.py runs both binaries with its own
+# configuration on free loopback ports). The packages' scripts would start the system services (ports 80
+# and 6379): a policy-rc.d that refuses service starts is put in place for the install when there is none.
+.PHONY: nginx-redis cluster
+nginx-redis:
+	@if [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/bin/redis-server ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "error: /usr/sbin/nginx or /usr/bin/redis-server is missing and neither root nor sudo can install them (apt-get install nginx redis-server)"; exit 1; fi; \
+	  policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\nexit 101\n' | $$sudo tee $$policy >/dev/null && $$sudo chmod 755 $$policy; fi; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx redis-server >/dev/null; \
+	  status=$$?; if [ -n "$$policy" ]; then $$sudo rm -f $$policy; fi; exit $$status; fi
+
+# The scale-out deployment on loopback (tools/cluster.py): PostgreSQL, Redis, Rasa replicas behind nginx.
+# Prints the URLs; Ctrl-C stops everything. REPLICAS=3 for more replicas.
+cluster: setup postgresql nginx-redis
+	$(PY) -m tools.cluster --replicas $(or $(REPLICAS),2)
+
+test: setup lint $(CHROMIUM) postgresql nginx-redis
 	$(PY) -m pytest -q
 
 eval: setup
@@ -69,6 +87,11 @@ eval: setup
 bench: setup
 	$(PY) -m tools.bench_triage
 	$(PY) -m tools.bench_rest
+
+# Simulated patients through the REST and SMS webhooks, then a database check (tools/loadtest.py): the
+# make-run deployment, then the scale-out cluster with 1 and 2 Rasa replicas. Report in build/loadtest/.
+loadtest: setup
+	$(PY) -m tools.loadtest
 
 # Re-resolve requirements.in in a scratch venv and write requirements.lock.
 lock:
