@@ -1,128 +1,28 @@
-"""A throwaway PostgreSQL server for tests: a fresh cluster in a temporary folder, listening on
-127.0.0.1 only (and a unix socket inside that folder), stopped and deleted at the end of the session.
+"""A throwaway PostgreSQL server for tests (tools/pgserver.py): a fresh cluster in a temporary folder,
+listening on 127.0.0.1 only, started once per session and stopped and deleted at its end.
 
-The server binaries are Debian's (`/usr/lib/postgresql/<version>/bin`, the newest version found);
-`make test` installs the `postgresql` package when they are missing. initdb and the server refuse to
-run as root, so under root the cluster belongs to the `postgres` system user and its commands run
-through `runuser`. Local connections are trusted: the cluster lives for one test session, on the
-loopback address, in a folder only its owner can enter.
+`make test` installs Debian's postgresql package when its server binaries are missing.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-PG_ROOT = Path("/usr/lib/postgresql")
-SYSTEM_USER = "postgres"
-DATABASE = "triage_test"
-#: The server is only ever a scratch copy: durability settings off make start-up and commits fast.
-SERVER_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=100")
+from tools import pgserver
+from tools.pgserver import Server, free_port
 
-
-def server_binaries(root: Path = PG_ROOT) -> Path | None:
-    """The newest `bin` folder under `root` that has initdb, pg_ctl and postgres; None when there is none."""
-    found = []
-    for folder in root.glob("*/bin"):
-        version = re.match(r"\d+", folder.parent.name)
-        if version and all((folder / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
-            found.append((int(version.group()), folder))
-    return max(found)[1] if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Server:
-    bin: Path
-    folder: Path
-    port: int = 0
-    _as_postgres: bool = field(default=False, init=False)
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "server.log"
-
-    def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://{SYSTEM_USER}@127.0.0.1:{self.port}/{database}"
-
-    def _run(self, *command: str) -> None:
-        prefix = ["runuser", "-u", SYSTEM_USER, "--"] if self._as_postgres else []
-        done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120, check=False)
-        if done.returncode != 0:
-            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}{log}")
-
-    def start(self) -> None:
-        self._as_postgres = os.getuid() == 0
-        if self._as_postgres:
-            shutil.chown(self.folder, SYSTEM_USER, SYSTEM_USER)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", SYSTEM_USER, "-A", "trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
-        # A port found free may be taken before the server binds it; another one is tried then.
-        for attempt in range(3):
-            self.port = free_port()
-            options = ["-c listen_addresses=127.0.0.1", f"-p {self.port}", f"-k {self.folder}"]
-            options += [f"-c {setting}" for setting in SERVER_SETTINGS]
-            try:
-                self._run(str(self.bin / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
-                          "-l", str(self.log), "-o", " ".join(options))  # fmt: skip
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-        self.create_database(DATABASE)
-
-    def create_database(self, name: str) -> str:
-        """A new, empty database on this server; returns its URL."""
-        engine = sa.create_engine(self.url("postgres"), future=True, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as connection:
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        finally:
-            engine.dispose()
-        return self.url(name)
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self._run(str(self.bin / "pg_ctl"), "stop", "-w", "-m", "immediate", "-D", str(self.data))
+__all__ = ["Server", "free_port", "fresh_database", "postgres_server", "postgres_url"]
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Server]:
-    binaries = server_binaries()
-    if binaries is None:
-        pytest.fail(
-            f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) under {PG_ROOT}/*/bin: "
-            "run `make test`, which installs Debian's postgresql package, or `apt-get install postgresql`",
-            pytrace=False,
-        )
-    server = Server(binaries, Path(tempfile.mkdtemp(prefix="triage-pg-")))
-    try:
-        server.start()
+    if pgserver.server_binaries() is None:
+        pytest.fail(pgserver.missing_binaries_message("make test"), pytrace=False)
+    with pgserver.running() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

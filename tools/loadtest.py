@@ -125,9 +125,15 @@ def plan_conversations(plan: Plan) -> list[Conversation]:
                 phrases[entry.level.value].append(synonym)
     run = f"{int(time.time()) % 100000:05d}{rng.randrange(1000):03d}"
     conversations = []
-    per = [plan.messages // plan.conversations] * plan.conversations
-    for index in range(plan.messages - sum(per)):
-        per[index] += 1
+    # Lengths vary (1 to twice the mean less one) and add up to the planned total exactly.
+    mean = max(plan.messages // plan.conversations, 1)
+    per = [rng.randint(1, 2 * mean - 1) for _ in range(plan.conversations)]
+    while sum(per) != plan.messages:
+        index = rng.randrange(plan.conversations)
+        if sum(per) < plan.messages:
+            per[index] += 1
+        elif per[index] > 1:
+            per[index] -= 1
     for index, count in enumerate(per):
         sms = rng.random() < plan.sms_share
         sender = f"sms:+1555{run}{index:04d}" if sms else f"load-{run}-{index:04d}"
