@@ -10,6 +10,7 @@ import sqlite3
 
 import pytest
 
+from bot.careteam.store import EscalationStore, Query
 from tests.conftest import Assistant
 from tools import serve
 
@@ -69,7 +70,7 @@ def test_malformed_requests_get_a_clear_4xx(assistant: Assistant, body: bytes, c
     assert "error" in answer
 
 
-def test_the_conversation_survives_a_restart_of_the_rasa_server(assistant: Assistant) -> None:
+def test_the_conversation_and_its_escalation_survive_a_restart_of_the_rasa_server(assistant: Assistant) -> None:
     assistant.say("p-restart", "my son has a fever")
     assert assistant.rasa is not None
     serve.stop(assistant.rasa)
@@ -80,6 +81,8 @@ def test_the_conversation_survives_a_restart_of_the_rasa_server(assistant: Assis
     text, triage = assistant.say("p-restart", "and now he's also a bit thirsty")
     assert triage["level"] == "mention"
     assert "Earlier you told me about: fever." in text
+    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-restart"))
+    assert (escalation.level, escalation.terms, escalation.message_count) == ("call_now", ["fever"], 1)
 
 
 def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant: Assistant) -> None:
@@ -91,8 +94,16 @@ def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant:
         assert triage["safety_net"] is True and triage["level"] == "emergency"
         text, triage = assistant.say("p-down", "she keeps throwing up")
         assert text.startswith("Call your care team right away at +1 555 0100 about: vomiting.")
+        # The care team sees it although no action ran: the channel recorded the escalation.
+        [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-down"))
+        assert (escalation.level, escalation.message_count) == ("emergency", 2)
+        assert set(escalation.terms) == {"seizures", "vomiting"}
     finally:
         assistant.start_actions()
     text, triage = assistant.say("p-down", "and a dry mouth")
     assert text.startswith("This is not urgent.")
     assert "safety_net" not in triage
+    text, triage = assistant.say("p-down", "now he has a rash")
+    assert "safety_net" not in triage
+    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-down"))
+    assert escalation.message_count == 3  # the conversation continues, in the same episode

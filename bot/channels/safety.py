@@ -1,17 +1,22 @@
 """The answer of last resort. If the dialogue produced nothing for a patient's message (action server
 down, an exception anywhere), the channel still answers: it runs the triage core in-process and says
 when to call. These sentences live here, not in the domain, because they must work when the dialogue
-machinery (which reads the domain) has failed.
+machinery (which reads the domain) has failed. An emergency, call-now or unclear safe reply is recorded
+as an escalation too (bot/careteam/recorder.py), so the care team sees it although no action ran.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 
+from bot.careteam.recorder import default_recorder
+from bot.careteam.store import channel_name
 from bot.settings import contacts
 from bot.triage import Level, default_triager
 
@@ -72,7 +77,20 @@ def guarded(on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Callable
         if counting.texts == 0:
             logger.warning("no reply from the dialogue (sender %s); sending the safe reply", message.sender_id)
             reply, custom = safe_reply(message.text or "")
+            await asyncio.to_thread(record_safety_net, message, custom["triage"])
             await counting.inner.send_text_message(message.sender_id, reply)
             await counting.inner.send_custom_json(message.sender_id, custom)
 
     return handle
+
+
+def record_safety_net(message: UserMessage, triage: dict[str, Any]) -> None:
+    """Records the escalation the action would have recorded (once: same message id as the tracker's)."""
+    default_recorder().record(
+        sender_id=str(message.sender_id),
+        channel=channel_name(message.input_channel),
+        message_id=str(message.message_id),
+        text=message.text or "",
+        triage=triage,
+        received_at=dt.datetime.now(dt.timezone.utc),
+    )

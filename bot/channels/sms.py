@@ -30,7 +30,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.channels import sms_text
-from bot.channels.safety import safe_reply
+from bot.channels.safety import record_safety_net, safe_reply
 from bot.channels.sms_store import SmsStore
 from bot.settings import contacts
 
@@ -140,7 +140,8 @@ class SmsInput(InputChannel):
             logger.exception("sms channel: message handling failed")
         texts = [m["text"] for m in collector.messages if m.get("text")]
         if not texts:
-            text, _ = safe_reply(body)
+            text, custom = safe_reply(body)
+            await asyncio.to_thread(record_safety_net, message, custom["triage"])
             texts = [text]
         if opted_out:
             return "", "opted_out"
