@@ -52,6 +52,8 @@ class Assistant:
         self.env["TRIAGE_EMERGENCY_NUMBER"] = "911"
         self.env["TRIAGE_CARE_TEAM_PHONE"] = "+1 555 0100"
         self.env["TWILIO_AUTH_TOKEN"] = SMS_AUTH_TOKEN
+        # Every test talks from 127.0.0.1: the per-address limit is tested on its own (test_limits.py).
+        self.env["TRIAGE_RATE_PER_ADDRESS"] = "0"
         self.actions: subprocess.Popen[bytes] | None = None
         self.rasa: subprocess.Popen[bytes] | None = None
         self.careteam: subprocess.Popen[bytes] | None = None

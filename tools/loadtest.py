@@ -51,6 +51,8 @@ OUT = ROOT / "build" / "loadtest"
 SMS_PATH = "/webhooks/sms/webhook"
 REST_PATH = "/webhooks/rest/webhook"
 ESCALATING = {"emergency", "call_now", "unclear"}
+#: Every simulated patient writes from this machine's one address: the per-address limit is off.
+UNLIMITED = {"TRIAGE_RATE_PER_ADDRESS": "0"}
 
 #: Everyday wrappers around a catalogue phrase, as patients and parents write.
 _TEMPLATES = (
@@ -361,7 +363,7 @@ def single(workdir: Path) -> Iterator[Target]:
     env = serve.rasa_env(ports, db=db)
     token = secrets.token_hex(16)
     base = f"http://localhost:{ports.rasa}"
-    env.update(TWILIO_AUTH_TOKEN=token, TRIAGE_SMS_PUBLIC_URL=base + SMS_PATH)
+    env.update(TWILIO_AUTH_TOKEN=token, TRIAGE_SMS_PUBLIC_URL=base + SMS_PATH, **UNLIMITED)
     serve.ensure_model(env)
     with serve.running(ports, env, workdir / "logs"):
         yield Target("single process (SQLite)", base, f"sqlite:///{db}", token)
@@ -373,7 +375,9 @@ def replicated(workdir: Path, replicas: int) -> Iterator[Target]:
     from tools.cluster import cluster  # type: ignore[import-not-found,unused-ignore]
 
     token = secrets.token_hex(16)
-    with cluster(replicas=replicas, workdir=workdir, env_overrides={"TWILIO_AUTH_TOKEN": token}) as running:
+    with cluster(
+        replicas=replicas, workdir=workdir, env_overrides={"TWILIO_AUTH_TOKEN": token, **UNLIMITED}
+    ) as running:
         name = f"cluster, {replicas} Rasa replica{'s' if replicas > 1 else ''} (PostgreSQL, Redis, nginx)"
         yield Target(name, running.url, running.db_url, token)
 

@@ -2,7 +2,9 @@
 `{"sender": "...", "message": "..."}`; reply: a JSON list of messages).
 
 Differences that matter for patients: a malformed request gets a 400 with a clear error instead of a
-traceback; and a message the dialogue failed to answer still gets the safe reply of `safety`.
+traceback; a message the dialogue failed to answer still gets the safe reply of `safety`; and past the
+rate limits of `limits` a message gets a 429 that still carries the safe reply for it (and its
+escalation is still recorded), without entering the dialogue.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.safety import guarded, safe_reply
+from bot.channels.limits import Limits
+from bot.channels.safety import guarded, record_safety_net, safe_reply
 from bot.triage import default_triager
 
 TRIAGE_KEY = "triage"
@@ -37,6 +40,7 @@ class TriageRestInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"triage_rest_{id(self)}", __name__)
         handle = guarded(on_new_message)
+        limits = Limits()
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
@@ -50,6 +54,8 @@ class TriageRestInput(InputChannel):
             sender, text = body["sender"], body["message"]
             collector = CollectingOutputChannel()
             message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=body.get("metadata"))
+            if not limits.allow(sender, str(request.remote_addr or request.ip)):
+                return await _too_many(message)
             try:
                 await handle(message)
             except asyncio.CancelledError:
@@ -63,6 +69,19 @@ class TriageRestInput(InputChannel):
             return response.json(collector.messages)
 
         return webhook
+
+
+async def _too_many(message: UserMessage) -> HTTPResponse:
+    logger.warning("rest channel: rate limit reached (sender %s); safe reply only", message.sender_id)
+    reply, custom = safe_reply(message.text or "")
+    await asyncio.to_thread(record_safety_net, message, custom["triage"])
+    notice = "You have sent many messages in a short time: wait a minute before the next one."
+    messages = [
+        {"recipient_id": message.sender_id, "text": reply},
+        {"recipient_id": message.sender_id, "text": notice},
+        {"recipient_id": message.sender_id, "custom": custom},
+    ]
+    return response.json(messages, status=429, headers={"Retry-After": "60"})
 
 
 def _read_body(request: Request) -> tuple[dict[str, Any], str, int]:

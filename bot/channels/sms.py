@@ -30,6 +30,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.channels import sms_text
+from bot.channels.limits import Limits
 from bot.channels.safety import record_safety_net, safe_reply
 from bot.channels.sms_store import SmsStore
 from bot.settings import contacts
@@ -64,6 +65,7 @@ class SmsInput(InputChannel):
         self._validator = RequestValidator(auth_token) if auth_token else None
         self._auth_token = auth_token
         self._public_url = public_url
+        self._limits = Limits()
         self._account_sid = account_sid
         self._from_number = from_number
         self._store: SmsStore | None = None
@@ -125,6 +127,12 @@ class SmsInput(InputChannel):
             return ("" if opted_out else text), ("opted_out" if opted_out else "answered")
         collector = CollectingOutputChannel()
         message = UserMessage(body, collector, f"sms:{phone}", input_channel=self.name())
+        if not self._limits.allow(phone):
+            logger.warning("sms channel: rate limit reached; safe reply only")
+            text, custom = safe_reply(body)
+            await asyncio.to_thread(record_safety_net, message, custom["triage"])
+            notice = "You have sent many texts in a short time: wait a minute before the next one."
+            return ("" if opted_out else sms_text.compose([text, notice])), ("opted_out" if opted_out else "answered")
         task = asyncio.ensure_future(on_new_message(message))
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=REPLY_BUDGET_S)

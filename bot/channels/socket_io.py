@@ -4,10 +4,12 @@ changes:
   (what Rasa's pins resolve to) made a coroutine, so no reply ever reached a persistent session;
 - a custom message is emitted as `{"custom": ...}` (Rasa's output passes it to `emit` as keyword
   arguments, which fails for `{"triage": ...}` and lost the whole turn);
-- any message the dialogue failed to answer gets the safe reply of `safety`."""
+- any message the dialogue failed to answer gets the safe reply of `safety`, and so does one past the
+  rate limit of `limits` (without entering the dialogue)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +18,8 @@ from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
 
-from bot.channels.safety import guarded
+from bot.channels.limits import Limits
+from bot.channels.safety import guarded, record_safety_net, safe_reply
 
 
 class TriageSocketIOOutput(SocketIOOutput):
@@ -31,11 +34,21 @@ class TriageSocketIOInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         safe = guarded(on_new_message)
+        limits = Limits()
 
         async def handle(message: UserMessage) -> None:
             output = message.output_channel
             if isinstance(output, SocketIOOutput):
                 message.output_channel = TriageSocketIOOutput(output.sio, output.bot_message_evt)
+            if not limits.allow(str(message.sender_id)):
+                reply, custom = safe_reply(message.text or "")
+                await asyncio.to_thread(record_safety_net, message, custom["triage"])
+                await message.output_channel.send_text_message(message.sender_id, reply)
+                await message.output_channel.send_text_message(
+                    message.sender_id, "You have sent many messages in a short time: wait a minute before the next one."
+                )
+                await message.output_channel.send_custom_json(message.sender_id, custom)
+                return
             await safe(message)
 
         blueprint: Blueprint = super().blueprint(handle)

@@ -126,7 +126,8 @@
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sender: state.sender, message: text })
     }).then(function (answer) {
-      if (!answer.ok) { throw new Error("status " + answer.status); }
+      // 429 (too many messages) still carries the safe reply for this message.
+      if (!answer.ok && answer.status !== 429) { throw new Error("status " + answer.status); }
       return answer.json();
     }).then(function (messages) {
       var texts = [];
