@@ -3,6 +3,7 @@ the care-team app, says where they listen, and Ctrl-C stops all of them cleanly.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,17 @@ def test_make_run_starts_every_server_and_ctrl_c_stops_them(trained_model: Path,
             assert page.status == 200
         with urllib.request.urlopen(f"http://localhost:{ports.careteam}/login", timeout=10) as page:
             assert page.status == 200
+        # A patient's words reach the database, never the log (INFO is the default level).
+        secret_words = "my zebra-4471 has a fever"
+        body = json.dumps({"sender": "log-check", "message": secret_words}).encode()
+        url = f"http://localhost:{ports.rasa}/webhooks/rest/webhook"
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert answer.status == 200
+        assert "zebra-4471" not in (tmp_path / "serve.log").read_text()
+        files = sorted(tmp_path.glob("run.db*"))  # the database and its write-ahead log: patient data
+        assert tmp_path / "run.db" in files
+        assert all(file.stat().st_mode & 0o077 == 0 for file in files), [oct(f.stat().st_mode) for f in files]
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert process.wait(timeout=60) == 0
         for port in (ports.rasa, ports.actions, ports.careteam):

@@ -38,6 +38,7 @@ FINGERPRINT = MODEL_DIR / f"{MODEL_NAME}.inputs.sha256"
 #: Everything that changes what `rasa train` produces.
 TRAINING_INPUTS = ("config.yml", "domain.yml", "bot/data", "knowledge", "bot/triage", "bot/nlu")
 READY_TIMEOUT_S = 180.0
+PRIVATE = 0o077
 
 
 @dataclass(frozen=True)
@@ -202,11 +203,14 @@ def careteam_hint(env: dict[str, str]) -> str:
 
 
 def _spawn(command: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen[bytes]:
+    """Starts a server with umask 077: the databases, spool and logs it creates (patient data) are
+    readable by the owner only."""
     if log is None:
-        return subprocess.Popen(command, cwd=ROOT, env=env)
+        return subprocess.Popen(command, cwd=ROOT, env=env, umask=PRIVATE)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as handle:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "ab") as handle:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, umask=PRIVATE)
 
 
 def main(argv: list[str] | None = None) -> int:
