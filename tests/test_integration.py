@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -107,3 +109,33 @@ def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant:
     assert "safety_net" not in triage
     [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-down"))
     assert escalation.message_count == 3  # the conversation continues, in the same episode
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/conversations/p-restart/tracker"),
+        ("GET", "/conversations/p-restart/story"),
+        ("POST", "/conversations/p-restart/messages"),
+        ("POST", "/model/parse"),
+        ("GET", "/status"),
+        ("GET", "/domain"),
+        ("PUT", "/model"),
+    ],
+)
+def test_rasa_s_http_api_is_off(assistant: Assistant, method: str, path: str) -> None:
+    """Nobody reads or writes a conversation except through the patient channels (Rasa runs without
+    --enable-api); a channel answers only the sender who wrote."""
+    request = urllib.request.Request(f"http://localhost:{assistant.ports.rasa}{path}", data=b"{}", method=method)
+    request.add_header("Content-Type", "application/json")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code in (404, 405)
+
+
+def test_a_reply_goes_only_to_its_sender(assistant: Assistant) -> None:
+    assistant.say("p-private-a", "my son has a fever")
+    status, messages = assistant.post(json.dumps({"sender": "p-private-b", "message": "hello"}).encode())
+    assert status == 200
+    assert {m["recipient_id"] for m in messages} == {"p-private-b"}
+    assert "fever" not in json.dumps(messages)
