@@ -39,6 +39,7 @@ FINGERPRINT = MODEL_DIR / f"{MODEL_NAME}.inputs.sha256"
 TRAINING_INPUTS = ("config.yml", "domain.yml", "bot/data", "knowledge", "bot/triage", "bot/nlu")
 READY_TIMEOUT_S = 180.0
 PRIVATE = 0o077
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Sanic reads SANIC_* settings: a request body over 1 MiB is refused with 413 before it is read.
+    env.setdefault("SANIC_REQUEST_MAX_SIZE", str(MAX_REQUEST_BYTES))
     env["PYTHONPATH"] = str(ROOT)
     env["TRIAGE_SPACY_MODEL"] = str(ROOT / "build" / "assets" / "spacy_en_lookup")
     env["TRIAGE_ACTION_URL"] = f"http://localhost:{ports.actions}/webhook"
