@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bot.careteam.notifier import verify
+from bot.careteam.store import EscalationStore
 from tests.conftest import ROOT, Assistant, free_port
 from tests.test_webchat import CHROMIUM, FLAGS, SHOTS
 
@@ -99,6 +100,9 @@ def page(browser: Browser, careteam: Assistant) -> Iterator[Page]:
 def test_a_clinician_takes_an_emergency_from_the_queue_to_resolved(
     page: Page, careteam: Assistant, receiver: Receiver
 ) -> None:
+    store = EscalationStore(f"sqlite:///{careteam.db}")
+    for earlier in store.queue():  # other tests' escalations: the ward starts with an empty queue
+        store.resolve(earlier.id, "test-setup", "cleared before the browser test")
     waiting = f"web-{uuid.uuid4().hex[:8]}"
     urgent = f"web-{uuid.uuid4().hex[:8]}"
     careteam.say(waiting, "my son has a fever")  # waiting longer, but only call-now

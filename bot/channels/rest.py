@@ -2,7 +2,8 @@
 `{"sender": "...", "message": "..."}`; reply: a JSON list of messages).
 
 Differences that matter for patients: a malformed request gets a 400 with a clear error instead of a
-traceback; a message the dialogue failed to answer still gets the safe reply of `safety`; and past the
+traceback; a message the dialogue failed to answer, or has not answered within `TRIAGE_REPLY_BUDGET_S`
+(10 s: a database that is locked or down), still gets the safe reply of `safety`; and past the
 rate limits of `limits` a message gets a 429 that still carries the safe reply for it (and its
 escalation is still recorded), without entering the dialogue.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,9 @@ logger = logging.getLogger(__name__)
 #: Longest accepted message, in characters; longer ones get a 413 (a patient message is not a book).
 MAX_MESSAGE_CHARS = 5000
 MAX_SENDER_CHARS = 128
+#: A reply the dialogue has not produced within this many seconds is replaced by the safe reply.
+REPLY_BUDGET_S = float(os.environ.get("TRIAGE_REPLY_BUDGET_S", "10"))
+_background: set[asyncio.Future[Any]] = set()
 
 
 class TriageRestInput(InputChannel):
@@ -56,19 +61,33 @@ class TriageRestInput(InputChannel):
             message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=body.get("metadata"))
             if not limits.allow(sender, str(request.remote_addr or request.ip)):
                 return await _too_many(message)
+            task = asyncio.ensure_future(handle(message))
             try:
-                await handle(message)
+                await asyncio.wait_for(asyncio.shield(task), timeout=REPLY_BUDGET_S)
+            except asyncio.TimeoutError:
+                # The dialogue goes on (and stores the turn when it can); the patient is answered now.
+                logger.warning("rest channel: reply budget of %.0f s exceeded (sender %s)", REPLY_BUDGET_S, sender)
+                return await _safe_now(message)
             except asyncio.CancelledError:
                 logger.error("rest channel: message handling was cancelled (sender %s)", sender)
-                reply, custom = safe_reply(text)
-                await collector.send_text_message(sender, reply)
-                await collector.send_custom_json(sender, custom)
+                return await _safe_now(message)
             if not any(TRIAGE_KEY in (item.get("custom") or {}) for item in collector.messages):
                 # Every reply ends with the triage object (DESIGN.md), greetings and questions included.
                 await collector.send_custom_json(sender, {TRIAGE_KEY: default_triager().triage(text).to_dict()})
             return response.json(collector.messages)
 
         return webhook
+
+
+async def _safe_now(message: UserMessage) -> HTTPResponse:
+    """The safe reply at once; its escalation is recorded in the background (the database may be what
+    is slow), under the message's id, so the dialogue's own record later does not double it."""
+    reply, custom = safe_reply(message.text or "")
+    pending = asyncio.ensure_future(asyncio.to_thread(record_safety_net, message, custom["triage"]))
+    _background.add(pending)
+    pending.add_done_callback(_background.discard)
+    sender = message.sender_id
+    return response.json([{"recipient_id": sender, "text": reply}, {"recipient_id": sender, "custom": custom}])
 
 
 async def _too_many(message: UserMessage) -> HTTPResponse:
