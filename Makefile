@@ -12,7 +12,7 @@ export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup run shell train test lint eval bench loadtest lock clean
+.PHONY: setup run shell train test lint eval bench loadtest audit lock clean
 
 setup: $(ASSETS)
 
@@ -92,6 +92,17 @@ bench: setup
 # make-run deployment, then the scale-out cluster with 1 and 2 Rasa replicas. Report in build/loadtest/.
 loadtest: setup
 	$(PY) -m tools.loadtest
+
+# bandit over the code and pip-audit over the pinned dependencies, in their own venv (tools/audit.py).
+AUDITENV := build/auditenv
+$(AUDITENV)/.installed: requirements-audit.lock tools/python310
+	@py310=$$(tools/python310) || exit 1; rm -rf $(AUDITENV) && $$py310 -m venv $(AUDITENV)
+	$(AUDITENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==24.2 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
+	$(AUDITENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-audit.lock 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
+	touch $@
+
+audit: $(AUDITENV)/.installed
+	python3 tools/audit.py
 
 # Re-resolve requirements.in in a scratch venv and write requirements.lock.
 lock:
