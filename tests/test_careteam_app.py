@@ -12,6 +12,7 @@ import io
 import re
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,19 @@ def test_unknown_escalations_and_bad_requests_get_plain_answers(app: App) -> Non
     assert status == 404 and "Traceback" not in body
     status, _, body = client.request("POST", "/login", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 403 and "Traceback" not in body
+
+
+def test_a_session_ends_after_the_idle_time(tmp_path: Path) -> None:
+    quick = App(tmp_path)
+    quick.env["TRIAGE_CARETEAM_IDLE_MINUTES"] = "0.05"  # 3 s
+    quick.accounts.add_user("nurse", PASSWORD)
+    process = serve.start_careteam(serve.Ports(0, 0, quick.port), quick.env, tmp_path / "careteam.log")
+    try:
+        client = quick.client()
+        assert client.login("nurse") == 302
+        assert client.get("/")[0] == 200
+        time.sleep(4)
+        status, headers, _ = client.get("/")
+        assert (status, headers["location"]) == (302, "/login")
+    finally:
+        serve.stop(process)

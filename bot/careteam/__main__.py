@@ -93,7 +93,7 @@ def _serve(host: str, port: int) -> int:
     from bot.careteam.app import Settings, create_app
     from bot.careteam.notifier import NotifierSettings
 
-    idle = int(os.environ.get("TRIAGE_CARETEAM_IDLE_MINUTES", "30"))
+    idle = float(os.environ.get("TRIAGE_CARETEAM_IDLE_MINUTES", "30"))
     settings = Settings(
         secure_cookies=_env_flag("TRIAGE_CARETEAM_SECURE_COOKIES", True),
         policy=Policy(idle=dt.timedelta(minutes=idle)),
