@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from bot.triage import Triager, default_triager
 from tools import serve
@@ -24,6 +25,10 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMS_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+#: Browser tests: Debian's Chromium driven by Playwright (its own browser download does not work here).
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SHOTS = ROOT / "build" / "test-output"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +40,16 @@ def triager() -> Triager:
 def trained_model() -> Path:
     """The Rasa model for the current inputs, trained once if stale (about a minute)."""
     return serve.ensure_model(serve.rasa_env(serve.default_ports()))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
 
 
 def free_port() -> int:

@@ -17,12 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bot.careteam.notifier import verify
 from bot.careteam.store import EscalationStore
-from tests.conftest import ROOT, Assistant, free_port
-from tests.test_webchat import CHROMIUM, FLAGS, SHOTS
+from tests.conftest import ROOT, SHOTS, Assistant, free_port
 
 pytestmark = pytest.mark.integration
 PASSWORD = "ward seven night shift"
@@ -63,16 +62,6 @@ def receiver() -> Iterator[Receiver]:
     running = Receiver()
     yield running
     running.server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is missing: `make test` installs it (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
