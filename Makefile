@@ -81,8 +81,12 @@ cluster: setup postgresql nginx-redis
 test: setup lint $(CHROMIUM) postgresql nginx-redis
 	$(PY) -m pytest -q
 
+# The shared scorer on the development set, then the project's evaluation (tools/evaluate.py): the core and
+# the full Rasa NLU against two baselines on the development and the project's test set; trains what is
+# stale; writes build/eval/report.md.
 eval: setup
 	$(PY) ../shared/eval/score.py ../shared/eval/dev_vignettes.jsonl
+	$(PY) -m tools.evaluate
 
 bench: setup
 	$(PY) -m tools.bench_triage
@@ -90,7 +94,7 @@ bench: setup
 
 # Simulated patients through the REST and SMS webhooks, then a database check (tools/loadtest.py): the
 # make-run deployment, then the scale-out cluster with 1 and 2 Rasa replicas. Report in build/loadtest/.
-loadtest: setup
+loadtest: setup postgresql nginx-redis
 	$(PY) -m tools.loadtest
 
 # bandit over the code and pip-audit over the pinned dependencies, in their own venv (tools/audit.py).
