@@ -121,7 +121,10 @@ class Recorder:
                     if not _refused_as_such(error):
                         raise
                     # Kept aside, never dropped: it names a patient who may need the care team.
-                    log.error("spooled escalation record refused (%s): set aside in %s", error, self.set_aside)
+                    # The error's type only: its text may quote the patient's words.
+                    log.error(
+                        "spooled escalation record refused (%s): set aside in %s", type(error).__name__, self.set_aside
+                    )
                     _append_line(self.set_aside, line)
             handle.seek(0)
             handle.truncate()
