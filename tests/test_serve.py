@@ -58,6 +58,11 @@ def test_make_run_starts_every_server_and_ctrl_c_stops_them(trained_model: Path,
         with urllib.request.urlopen(request, timeout=60) as answer:
             assert answer.status == 200
         assert "zebra-4471" not in (tmp_path / "serve.log").read_text()
+        # The action server and the care-team app listen on loopback only; the patient webhooks everywhere.
+        listening = listeners()
+        assert listening[ports.actions] == "127.0.0.1"
+        assert listening[ports.careteam] == "127.0.0.1"
+        assert listening[ports.rasa] == "0.0.0.0"
         files = sorted(tmp_path.glob("run.db*"))  # the database and its write-ahead log: patient data
         assert tmp_path / "run.db" in files
         assert all(file.stat().st_mode & 0o077 == 0 for file in files), [oct(f.stat().st_mode) for f in files]
@@ -70,3 +75,14 @@ def test_make_run_starts_every_server_and_ctrl_c_stops_them(trained_model: Path,
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+def listeners() -> dict[int, str]:
+    """Listening TCP (IPv4) ports and the address each is bound to, from /proc/net/tcp."""
+    bound = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A":  # LISTEN
+            address, port = local.split(":")
+            bound[int(port, 16)] = ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+    return bound

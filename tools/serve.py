@@ -59,6 +59,9 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Sanic reads SANIC_* settings: a request body over 1 MiB is refused with 413 before it is read.
     env.setdefault("SANIC_REQUEST_MAX_SIZE", str(MAX_REQUEST_BYTES))
+    # rasa_sdk's action server binds SANIC_HOST (default all interfaces): it takes whatever tracker it is
+    # sent and records escalations from it, so only the Rasa server on this host may reach it.
+    env.setdefault("SANIC_HOST", "127.0.0.1")
     env["PYTHONPATH"] = str(ROOT)
     env["TRIAGE_SPACY_MODEL"] = str(ROOT / "build" / "assets" / "spacy_en_lookup")
     env["TRIAGE_ACTION_URL"] = f"http://localhost:{ports.actions}/webhook"
