@@ -34,10 +34,13 @@ GROUP = "triage_targets"
 
 @dataclass(frozen=True)
 class Cue:
-    """A context cue that modifies a target: its category and the words that triggered it."""
+    """A context cue that modifies a target: its category, the words that triggered it, and where those
+    words are in the text the doc was made from (character offsets)."""
 
     category: str
     text: str
+    start: int = 0
+    end: int = 0
 
 
 class Context:
@@ -66,7 +69,10 @@ class Context:
         found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
         for target, modifier in doc._.context_graph.edges:
             start, end = modifier.modifier_span
-            found[(target.start, target.end)].append(Cue(modifier.category, doc[start:end].text))
+            words = doc[start:end]
+            found[(target.start, target.end)].append(
+                Cue(modifier.category, words.text, words.start_char, words.end_char)
+            )
         return [tuple(found[span]) for span in spans]
 
 

@@ -1,9 +1,12 @@
-"""The triage engine: text in, `Triage` out. Wires the catalogue, the spelling normaliser, the phrase
-matcher, ConText and the thermometer together, and makes any input, however odd, safe to process.
+"""The triage engine: text in, `Triage` out. Wires the text normaliser, the catalogue, the spelling
+normaliser, the phrase matcher, ConText and the thermometer together, and makes any input, however odd,
+safe to process. Matching runs on the normalised text (`normalise`); every span and offset of the result
+is mapped back to the patient's original text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +15,12 @@ from spacy.tokens import Doc
 
 from bot.triage import assets, catalogue, temperature
 from bot.triage.catalogue import Catalogue
-from bot.triage.context import Context
+from bot.triage.context import EXCLUDING, Context, Cue
 from bot.triage.knowledge import knowledge_dir, read_table
 from bot.triage.language import LanguageCheck
 from bot.triage.matcher import Match, PhraseIndex
-from bot.triage.result import Triage
+from bot.triage.normalise import Normalised, normalise, written_form
+from bot.triage.result import Symptom, Triage
 from bot.triage.rules import Complaint, Finding, Policy
 from bot.triage.spelling import Speller, load_variants
 
@@ -26,6 +30,9 @@ from bot.triage.spelling import Speller, load_variants
 CHUNK_CHARS = 2000
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_INVISIBLE = re.compile(
+    r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -78,7 +85,9 @@ class Triager:
 
     def triage(self, text: str) -> Triage:
         """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
-        clean = sanitize(text if isinstance(text, str) else str(text))
+        original = text if isinstance(text, str) else str(text)
+        plain = normalise(original)
+        clean = plain.text
         findings: list[Finding] = []
         complaints: list[Complaint] = []
         docs: list[Doc] = []
@@ -87,7 +96,9 @@ class Triager:
             corrections = self._speller.apply(doc)
             symptoms = self._symptoms.find(doc)
             complaint_matches = self._complaints.find(doc)
-            cues = self._context.cues(doc, [(m.start, m.end) for m in symptoms + complaint_matches])
+            targets = symptoms + complaint_matches
+            found_cues = self._context.cues(doc, [(m.start, m.end) for m in targets])
+            cues = [_within_line(plain, offset, doc, m, c) for m, c in zip(targets, found_cues, strict=True)]
             for match, match_cues in zip(symptoms, cues[: len(symptoms)], strict=True):
                 start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
                 findings.append(
@@ -105,9 +116,19 @@ class Triager:
             for match, match_cues in zip(complaint_matches, cues[len(symptoms) :], strict=True):
                 complaints.append(Complaint(_text(doc, match), match_cues))
             docs.append(doc)
-        return self._policy.decide(
-            findings, complaints, self._thermometer.read(clean), lambda: self._language.readable(clean, docs)
+        decided = self._policy.decide(
+            findings, complaints, self._thermometer.read(clean), lambda: self._readable(plain, docs)
         )
+        return _in_original(decided, plain)
+
+    def _readable(self, plain: Normalised, docs: list[Doc]) -> bool:
+        """The language check sees the letters as written (accents and other scripts kept): folding them
+        for matching must not make French or Russian look like English."""
+        if plain.text == plain.original:
+            return self._language.readable(plain.text, docs)
+        written = written_form(plain.original)
+        written_docs = [self._read(piece) for _, piece in chunks(sanitize(written), CHUNK_CHARS)]
+        return self._language.readable(written, written_docs)
 
     def _read(self, text: str) -> Doc:
         doc = self._nlp.make_doc(text.lower() if len(text.lower()) == len(text) else _lower_each(text))
@@ -145,6 +166,43 @@ def chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
         start += cut + 1
     if start < len(text) or start == 0:
         yield start, text[start:]
+
+
+def _within_line(plain: Normalised, offset: int, doc: Doc, match: Match, cues: tuple[Cue, ...]) -> tuple[Cue, ...]:
+    """Drops denials, resolutions and hypotheticals that reach the match across a line break: a list
+    typed on separate lines ("no fever" / "headache") is separate statements."""
+    start = offset + doc[match.start].idx
+    end = offset + doc[match.end - 1].idx + len(doc[match.end - 1])
+    kept = []
+    for cue in cues:
+        cue_start, cue_end = offset + cue.start, offset + cue.end
+        if cue.category in EXCLUDING and (
+            plain.crosses_break(cue_end, start) if cue_end <= start else plain.crosses_break(end, cue_start)
+        ):
+            continue
+        kept.append(cue)
+    return tuple(kept)
+
+
+def _in_original(decided: Triage, plain: Normalised) -> Triage:
+    """The same decision with every span and offset pointing into the patient's original text."""
+    if plain.text == plain.original:
+        return decided
+
+    def moved(symptom: Symptom) -> Symptom:
+        start, end = plain.origin(symptom.start, symptom.end)
+        return dataclasses.replace(symptom, start=start, end=end, span=sanitize(plain.original[start:end]))
+
+    temperature = decided.temperature
+    if temperature is not None:
+        start, end = plain.origin(temperature.start, temperature.end)
+        temperature = dataclasses.replace(temperature, start=start, end=end, span=sanitize(plain.original[start:end]))
+    return dataclasses.replace(
+        decided,
+        symptoms=tuple(moved(s) for s in decided.symptoms),
+        excluded=tuple(moved(s) for s in decided.excluded),
+        temperature=temperature,
+    )
 
 
 def _lower_each(text: str) -> str:
