@@ -59,6 +59,11 @@ def free_port() -> int:
 
 
 class Assistant:
+    """The real servers, and a client of them. Tests name their patients ("p-restart"); the server
+    issues each conversation's id (bot/channels/sessions.py), and `say`/`post` send a name's issued id
+    once the server gave one, so a test's patient keeps one conversation. `sender_id(name)` is that id,
+    as the tracker and the escalations store it."""
+
     def __init__(self, workdir: Path) -> None:
         self.ports = serve.Ports(rasa=free_port(), actions=free_port(), careteam=free_port())
         self.db = workdir / "tracker.db"
@@ -67,6 +72,9 @@ class Assistant:
         self.env["TRIAGE_EMERGENCY_NUMBER"] = "911"
         self.env["TRIAGE_CARE_TEAM_PHONE"] = "+1 555 0100"
         self.env["TWILIO_AUTH_TOKEN"] = SMS_AUTH_TOKEN
+        # The secret file as `make run` makes it, in the test's own directory rather than var/.
+        self.env["TRIAGE_SESSION_SECRET_FILE"] = str(workdir / "session-secret")
+        self.issued: dict[str, str] = {}
         # Every test talks from 127.0.0.1: the per-address limit is tested on its own (test_limits.py).
         self.env["TRIAGE_RATE_PER_ADDRESS"] = "0"
         self.actions: subprocess.Popen[bytes] | None = None
@@ -92,8 +100,31 @@ class Assistant:
             if process is not None:
                 serve.stop(process)
 
-    def post(self, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
-        url = f"http://localhost:{self.ports.rasa}/webhooks/rest/webhook"
+    def sender_id(self, name: str) -> str:
+        """The id the server issued for the test's patient `name` (who must have spoken)."""
+        return self.issued[name]
+
+    def post(self, body: bytes, content_type: str = "application/json", *, as_sent: bool = False) -> tuple[int, Any]:
+        """POSTs to the REST webhook. A JSON body's "sender", when it names a test patient, becomes the
+        id the server issued for them; the first reply to a name records its id. `as_sent`: the body
+        goes unchanged and nothing is recorded."""
+        name = None
+        if not as_sent:
+            try:
+                fields = json.loads(body)
+            except ValueError:
+                fields = None
+            if isinstance(fields, dict) and isinstance(fields.get("sender"), str):
+                name = fields["sender"]
+                if name in self.issued:
+                    body = json.dumps({**fields, "sender": self.issued[name]}).encode()
+        status, answer = self.post_to("/webhooks/rest/webhook", body, content_type)
+        if name is not None and isinstance(answer, list) and answer and "recipient_id" in answer[0]:
+            self.issued.setdefault(name, answer[0]["recipient_id"])
+        return status, answer
+
+    def post_to(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+        url = f"http://localhost:{self.ports.rasa}{path}"
         request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:

@@ -97,6 +97,7 @@ def test_a_clinician_takes_an_emergency_from_the_queue_to_resolved(
     careteam.say(waiting, "my son has a fever")  # waiting longer, but only call-now
     _, triage = careteam.say(urgent, "my daughter had a seizure and is very sleepy")
     assert triage["level"] == "emergency"
+    waiting, urgent = careteam.sender_id(waiting), careteam.sender_id(urgent)  # as the server named them
 
     base = f"http://localhost:{careteam.ports.careteam}"
     page.goto(f"{base}/")

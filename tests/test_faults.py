@@ -54,15 +54,16 @@ def test_a_locked_database_delays_nothing_the_patient_needs_and_loses_nothing(as
 
     assert released.wait(30)
     deadline = time.monotonic() + 60
-    while not user_texts(assistant, sender) and time.monotonic() < deadline:
+    patient = assistant.sender_id(sender)  # the conversation's id, as the server issued and stored it
+    while not user_texts(assistant, patient) and time.monotonic() < deadline:
         time.sleep(1)
-    assert user_texts(assistant, sender) == ["my daughter had a seizure"], "the turn was stored once it could be"
+    assert user_texts(assistant, patient) == ["my daughter had a seizure"], "the turn was stored once it could be"
 
     store = EscalationStore(f"sqlite:///{assistant.db}")
     spool = assistant.db.parent / "spool" / "escalations.jsonl"
     # The next escalation (any patient's) writes whatever waited in the spool first.
     assistant.say(f"{sender}-next", "she has a fever")
-    [escalation] = [e for e in store.queue(Query(search=sender, status="all")) if e.sender_id == sender]
+    [escalation] = [e for e in store.queue(Query(search=patient, status="all")) if e.sender_id == patient]
     assert (escalation.level, escalation.message_count) == ("emergency", 1)
     assert not spool.exists() or spool.read_text() == ""
     if spool.exists():

@@ -59,8 +59,8 @@ def test_a_question_about_the_treatment(assistant: Assistant) -> None:
     ("body", "content_type", "status"),
     [
         (b"{not json", "application/json", 400),
-        (b'{"message": "fever"}', "application/json", 400),
         (b'{"sender": "x", "message": 5}', "application/json", 400),
+        (b'{"sender": "x"}', "application/json", 400),
         (b'["sender", "message"]', "application/json", 400),
         (json.dumps({"sender": "x", "message": "a" * 6000}).encode(), "application/json", 413),
     ],
@@ -77,13 +77,15 @@ def test_the_conversation_and_its_escalation_survive_a_restart_of_the_rasa_serve
     assistant.rasa.kill()  # a crash, not a clean stop: what was answered must already be on disk
     assistant.rasa.wait()
     with sqlite3.connect(assistant.db) as db:
-        stored = db.execute("select count(*) from events where sender_id = ?", ("p-restart",)).fetchone()[0]
+        stored = db.execute(
+            "select count(*) from events where sender_id = ?", (assistant.sender_id("p-restart"),)
+        ).fetchone()[0]
     assert stored > 0
     assistant.start_rasa()
     text, triage = assistant.say("p-restart", "and now he's also a bit thirsty")
     assert triage["level"] == "mention"
     assert "Earlier you told me about: fever." in text
-    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-restart"))
+    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search=assistant.sender_id("p-restart")))
     assert (escalation.level, escalation.terms, escalation.message_count) == ("call_now", ["fever"], 1)
 
 
@@ -98,7 +100,7 @@ def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant:
         text, triage = assistant.say("p-down", "she keeps throwing up")
         assert text.startswith("Call your care team right away at +1 555 0100 about: vomiting.")
         # The care team sees it although no action ran: the channel recorded the escalation.
-        [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-down"))
+        [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search=assistant.sender_id("p-down")))
         assert (escalation.level, escalation.message_count) == ("emergency", 2)
         assert set(escalation.terms) == {"seizures", "vomiting"}
     finally:
@@ -108,7 +110,7 @@ def test_a_symptom_gets_a_safe_answer_while_the_action_server_is_down(assistant:
     assert "safety_net" not in triage
     text, triage = assistant.say("p-down", "now he has a rash")
     assert "safety_net" not in triage
-    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search="p-down"))
+    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search=assistant.sender_id("p-down")))
     assert escalation.message_count == 3  # the conversation continues, in the same episode
 
 
@@ -136,7 +138,8 @@ def test_rasa_s_http_api_is_off(assistant: Assistant, method: str, path: str) ->
 
 def test_a_reply_goes_only_to_its_sender(assistant: Assistant) -> None:
     assistant.say("p-private-a", "my son has a fever")
-    status, messages = assistant.post(json.dumps({"sender": "p-private-b", "message": "hello"}).encode())
+    assistant.say("p-private-b", "hello")
+    status, messages = assistant.post(json.dumps({"sender": "p-private-b", "message": "what should I do?"}).encode())
     assert status == 200
-    assert {m["recipient_id"] for m in messages} == {"p-private-b"}
+    assert {m["recipient_id"] for m in messages} == {assistant.sender_id("p-private-b")}
     assert "fever" not in json.dumps(messages)

@@ -1,11 +1,18 @@
 """The REST channel at `/webhooks/rest/webhook`, replacing Rasa's built-in one (same name and body:
-`{"sender": "...", "message": "..."}`; reply: a JSON list of messages).
+`{"sender": "...", "message": "..."}`; reply: a JSON list of messages, each with `recipient_id`).
+
+`sender` is the conversation id the server issued (`sessions`): the first message of a conversation
+leaves it out, and every reply's `recipient_id` carries the id to send next. A message whose sender is
+not an id this server issued for the web (absent, guessed, another patient's, an SMS number) is still
+triaged and answered, under a new id, so a client can never write into a conversation it was not given.
+`POST /webhooks/rest/session` issues an id without a message (`{"sender": "..."}`).
 
 Differences that matter for patients: a malformed request gets a 400 with a clear error instead of a
-traceback; a message the dialogue failed to answer, or has not answered within `TRIAGE_REPLY_BUDGET_S`
-(10 s: a database that is locked or down), still gets the safe reply of `safety`; and past the
-rate limits of `limits` a message gets a 429 that still carries the safe reply for it (and its
-escalation is still recorded), without entering the dialogue.
+traceback, and the message passes the checks every channel shares (`inbound`); a message the dialogue
+failed to answer, or has not answered within `TRIAGE_REPLY_BUDGET_S` (10 s: a database that is locked
+or down), still gets the safe reply of `safety`; and past the rate limits of `limits` a message gets
+a 429 that still carries the safe reply for it (and its escalation is still recorded), without
+entering the dialogue.
 """
 
 from __future__ import annotations
@@ -21,17 +28,16 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.channels.limits import Limits
-from bot.channels.safety import guarded, record_safety_net, safe_reply
+from bot.channels import inbound, sessions
+from bot.channels.limits import Limits, Refusal
+from bot.channels.safety import guarded, record_safety_net, refuse, safe_reply
 from bot.triage import default_triager
 
 TRIAGE_KEY = "triage"
 
 logger = logging.getLogger(__name__)
 
-#: Longest accepted message, in characters; longer ones get a 413 (a patient message is not a book).
-MAX_MESSAGE_CHARS = 5000
-MAX_SENDER_CHARS = 128
+_NO_STORE = {"Cache-Control": "no-store"}
 #: A reply the dialogue has not produced within this many seconds is replaced by the safe reply.
 REPLY_BUDGET_S = float(os.environ.get("TRIAGE_REPLY_BUDGET_S", "10"))
 _background: set[asyncio.Future[Any]] = set()
@@ -46,21 +52,28 @@ class TriageRestInput(InputChannel):
         webhook = Blueprint(f"triage_rest_{id(self)}", __name__)
         handle = guarded(on_new_message)
         limits = Limits()
+        ids = sessions.default_sessions()  # read at start-up: a bad secret stops the server with its reason
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
+
+        @webhook.route("/session", methods=["POST"])
+        async def session(request: Request) -> HTTPResponse:
+            return response.json({"sender": ids.issue(sessions.WEB)}, headers=_NO_STORE)
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
             body, problem, status = _read_body(request)
             if problem:
                 return response.json({"error": problem}, status=status)
-            sender, text = body["sender"], body["message"]
+            sender, _ = ids.resume_or_issue(sessions.WEB, body.get("sender"))
+            text = inbound.patient_text(body["message"])
             collector = CollectingOutputChannel()
-            message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=body.get("metadata"))
-            if not limits.allow(sender, str(request.remote_addr or request.ip)):
-                return await _too_many(message)
+            message = UserMessage(text, collector, sender, input_channel=self.name())
+            refusal = limits.check(sender, str(request.remote_addr or request.ip))
+            if refusal is not None:
+                return await _too_many(message, refusal)
             task = asyncio.ensure_future(handle(message))
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout=REPLY_BUDGET_S)
@@ -73,7 +86,8 @@ class TriageRestInput(InputChannel):
                 return await _safe_now(message)
             if not any(TRIAGE_KEY in (item.get("custom") or {}) for item in collector.messages):
                 # Every reply ends with the triage object (DESIGN.md), greetings and questions included.
-                await collector.send_custom_json(sender, {TRIAGE_KEY: default_triager().triage(text).to_dict()})
+                triage = await asyncio.to_thread(default_triager().triage, text)
+                await collector.send_custom_json(sender, {TRIAGE_KEY: triage.to_dict()})
             return response.json(collector.messages)
 
         return webhook
@@ -90,10 +104,10 @@ async def _safe_now(message: UserMessage) -> HTTPResponse:
     return response.json([{"recipient_id": sender, "text": reply}, {"recipient_id": sender, "custom": custom}])
 
 
-async def _too_many(message: UserMessage) -> HTTPResponse:
-    logger.warning("rest channel: rate limit reached (sender %s); safe reply only", message.sender_id)
-    reply, custom = safe_reply(message.text or "")
-    await asyncio.to_thread(record_safety_net, message, custom["triage"])
+async def _too_many(message: UserMessage, refusal: Refusal) -> HTTPResponse:
+    # Recorded grouped (one incident per flooding address), not as one escalation per message.
+    logger.warning("rest channel: %s rate limit reached (sender %s); safe reply only", refusal.limit, message.sender_id)
+    reply, custom = await refuse(message, refusal)
     notice = "You have sent many messages in a short time: wait a minute before the next one."
     messages = [
         {"recipient_id": message.sender_id, "text": reply},
@@ -110,12 +124,8 @@ def _read_body(request: Request) -> tuple[dict[str, Any], str, int]:
         return {}, 'the body must be JSON: {"sender": "...", "message": "..."}', 400
     if not isinstance(body, dict):
         return {}, 'the body must be a JSON object with "sender" and "message"', 400
-    sender, text = body.get("sender"), body.get("message")
-    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
-        return {}, f'"sender" must be a non-empty string of at most {MAX_SENDER_CHARS} characters', 400
-    if not isinstance(text, str):
-        return {}, '"message" must be a string', 400
-    if len(text) > MAX_MESSAGE_CHARS:
-        return {}, f'"message" is longer than {MAX_MESSAGE_CHARS} characters', 413
-    metadata = body.get("metadata")
-    return {"sender": sender, "message": text, "metadata": metadata if isinstance(metadata, dict) else None}, "", 200
+    # Any "sender" is accepted (one that is not an issued id gets a new one); "metadata" is dropped.
+    problem = inbound.check_message(body.get("message"))
+    if problem:
+        return {}, problem.error, problem.status
+    return {"sender": body.get("sender"), "message": body["message"]}, "", 200

@@ -2,6 +2,14 @@
 
 - Every request must carry a valid `X-Twilio-Signature` for the configured auth token and public URL;
   otherwise 403, and nothing is processed or stored. Without an auth token the channel answers 503.
+- Twilio signs the URL and the fields' names and values concatenated without separators, so the same
+  signature also fits the same characters cut into fields differently (moving `To` into `MessageSid`
+  made a new MessageSid, and so a replay that was processed again). The fields read here must have
+  their exact formats (`MessageSid`: SM or MM and 32 hex digits; `From`: a phone number) and appear
+  once; otherwise 400, nothing stored.
+- The signed URL is `TRIAGE_SMS_PUBLIC_URL`. Without it, it would come from the request's Host header,
+  which the client chooses: the channel says so at start-up and then accepts only requests made to
+  localhost from this machine (tests, a local gateway); others get 503 until it is set.
 - One phone number is one conversation (sender `sms:<number>`).
 - The text is stored before any reply is attempted; a retry or replay of the same MessageSid gets the
   stored reply and is not processed again.
@@ -16,8 +24,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,9 +39,9 @@ from sanic.response import HTTPResponse
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.channels import sms_text
+from bot.channels import inbound, sms_text
 from bot.channels.limits import Limits
-from bot.channels.safety import record_safety_net, safe_reply
+from bot.channels.safety import record_safety_net, refuse, safe_reply
 from bot.channels.sms_store import SmsStore
 from bot.settings import contacts
 
@@ -43,7 +53,12 @@ HELP_WORDS = {"help", "info"}
 #: Twilio waits 15 s for a webhook answer; past this budget the safe reply goes out in the webhook.
 REPLY_BUDGET_S = float(os.environ.get("TRIAGE_SMS_REPLY_BUDGET_S", "10"))
 #: Longest text processed; a carrier joins at most about 1,600 characters, longer bodies are cut.
-MAX_BODY_CHARS = 5000
+MAX_BODY_CHARS = inbound.MAX_MESSAGE_CHARS
+#: Twilio's message ids: SM (SMS) or MM (MMS) and 32 lower-case hex digits, nothing more.
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+#: An inbound number as carriers report it (E.164 with or without "+", or a short code).
+PHONE = re.compile(r"\+?[0-9]{3,20}")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 class SmsInput(InputChannel):
@@ -65,6 +80,11 @@ class SmsInput(InputChannel):
         self._validator = RequestValidator(auth_token) if auth_token else None
         self._auth_token = auth_token
         self._public_url = public_url
+        if auth_token and not public_url:
+            logger.warning(
+                "sms channel: TRIAGE_SMS_PUBLIC_URL is not set, so the URL Twilio signed would come from each "
+                "request's Host header; only requests to localhost from this machine are accepted until it is set"
+            )
         self._limits = Limits()
         self._account_sid = account_sid
         self._from_number = from_number
@@ -83,19 +103,24 @@ class SmsInput(InputChannel):
         async def receive(request: Request) -> HTTPResponse:
             if self._validator is None:
                 return response.json({"error": "the SMS channel has no auth token configured"}, status=503)
+            if not self._public_url and not _local(request):
+                logger.error("sms channel: request refused: set TRIAGE_SMS_PUBLIC_URL to the URL Twilio posts to")
+                return response.json({"error": "the SMS channel has no public URL configured"}, status=503)
             # Twilio signs every field, empty ones too ("Body" of a picture-only message).
             form = _form(request)
             if not self._signed(request, form):
                 logger.warning("sms channel: request with a missing or wrong signature refused")
                 return response.json({"error": "invalid signature"}, status=403)
-            sid, phone = form.get("MessageSid") or form.get("SmsSid"), form.get("From")
-            if not sid or not phone:
-                return response.json({"error": "MessageSid and From are required"}, status=400)
-            body = (form.get("Body") or "")[:MAX_BODY_CHARS]
+            problem = _fields_problem(form)
+            if problem:
+                logger.warning("sms channel: signed request with malformed fields refused (%s)", problem)
+                return response.json({"error": problem}, status=400)
+            sid, phone = form["MessageSid"][0], form["From"][0]
+            body = inbound.readable((form.get("Body") or "")[:MAX_BODY_CHARS])
             store = self._get_store()
-            inbound, new = store.receive(sid, phone, body)
+            received, new = store.receive(sid, phone, body)
             if not new:
-                return _twiml(inbound.reply or "")
+                return _twiml(received.reply or "")
             reply, status = await self._answer(on_new_message, phone, body, store)
             store.answered(sid, reply, status)
             return _twiml(reply)
@@ -126,11 +151,11 @@ class SmsInput(InputChannel):
             text = f"Your text was empty. Tell me how you feel. In an emergency, call {numbers.emergency_number}."
             return ("" if opted_out else text), ("opted_out" if opted_out else "answered")
         collector = CollectingOutputChannel()
-        message = UserMessage(body, collector, f"sms:{phone}", input_channel=self.name())
-        if not self._limits.allow(phone):
+        message = UserMessage(inbound.patient_text(body), collector, f"sms:{phone}", input_channel=self.name())
+        refusal = self._limits.check(phone)
+        if refusal is not None:
             logger.warning("sms channel: rate limit reached; safe reply only")
-            text, custom = safe_reply(body)
-            await asyncio.to_thread(record_safety_net, message, custom["triage"])
+            text, _ = await refuse(message, refusal)  # recorded with the phone's own escalation, grouped
             notice = "You have sent many texts in a short time: wait a minute before the next one."
             return ("" if opted_out else sms_text.compose([text, notice])), ("opted_out" if opted_out else "answered")
         task = asyncio.ensure_future(on_new_message(message))
@@ -191,6 +216,29 @@ def _form(request: Request) -> RequestParameters:
     if "application/x-www-form-urlencoded" not in content_type:
         return RequestParameters()
     return RequestParameters(parse_qs(request.body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _fields_problem(form: RequestParameters) -> str:
+    """Why the fields this channel reads cannot be trusted as signed, or "" when they can."""
+    for name, pattern in (("MessageSid", MESSAGE_SID), ("From", PHONE)):
+        values = form.getlist(name) or []
+        if len(values) != 1 or not pattern.fullmatch(values[0]):
+            return f"{name} is required once, in Twilio's format"
+    if len(form.getlist("Body") or []) > 1:
+        return "Body must appear once"
+    return ""
+
+
+def _local(request: Request) -> bool:
+    """A request made to localhost from this machine: its Host header cannot have been chosen to match
+    a signature made for another address (only the local gateway or a test could sign it)."""
+    try:
+        loopback = ipaddress.ip_address(str(request.ip)).is_loopback
+    except ValueError:
+        return False
+    host = request.host or ""
+    host = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+    return loopback and host in _LOCAL_HOSTS
 
 
 def _twiml(text: str) -> HTTPResponse:

@@ -1,5 +1,7 @@
 // Patient chat page: talks to the assistant's REST webhook on the same server, shows each triage as a
-// card, keeps the conversation (and the sender id) across page reloads.
+// card, keeps the conversation (and the id the server issued for it) across page reloads. The server
+// names the conversation: the first message goes without an id, and every reply's recipient_id is the
+// id to send next (a new one if the server did not accept the one sent).
 (function () {
   "use strict";
   var WEBHOOK = "../rest/webhook";
@@ -20,10 +22,9 @@
   function load() {
     try {
       var saved = JSON.parse(localStorage.getItem(STORE) || "null");
-      if (saved && saved.sender && Array.isArray(saved.items)) { return saved; }
+      if (saved && Array.isArray(saved.items)) { return saved; }
     } catch (e) { /* a damaged store starts a new conversation */ }
-    var id = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Date.now()) + Math.random();
-    return { sender: "web-" + id, items: [], emergency: false };
+    return { sender: null, items: [], emergency: false };
   }
 
   function save() {
@@ -124,7 +125,7 @@
     fetch(WEBHOOK, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sender: state.sender, message: text })
+      body: JSON.stringify(state.sender ? { sender: state.sender, message: text } : { message: text })
     }).then(function (answer) {
       // 429 (too many messages) still carries the safe reply for this message.
       if (!answer.ok && answer.status !== 429) { throw new Error("status " + answer.status); }
@@ -134,6 +135,7 @@
       var buttons = [];
       var triage = null;
       messages.forEach(function (m) {
+        if (typeof m.recipient_id === "string" && m.recipient_id) { state.sender = m.recipient_id; }
         if (m.text) { texts.push(m.text); }
         (m.buttons || []).forEach(function (b) { buttons.push({ title: b.title, payload: b.payload || b.title }); });
         if (m.custom && m.custom.triage) { triage = m.custom.triage; }
