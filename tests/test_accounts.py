@@ -1,5 +1,6 @@
-"""Care-team accounts: argon2 password hashes, login throttling, sessions that expire, the CSRF check
-and the audit log (SQLite, with one PostgreSQL smoke test)."""
+"""Care-team accounts: argon2 password hashes, login throttling (of guessing, never of the clinician),
+sessions that expire with the user's actions only, the CSRF check and the audit log (SQLite, with one
+PostgreSQL smoke test)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.careteam.accounts import AccountError, Accounts, Policy, csrf_ok, login_failures, sessions, users
+from bot.careteam.accounts import AccountError, Accounts, Policy, audit_log, csrf_ok, login_failures, sessions, users
 from bot.careteam.store import utcnow
 from bot.database import create_engine
 from tests.postgres import Server, fresh_database
@@ -56,6 +57,19 @@ def set_times(accounts: Accounts, token: str, **times: dt.datetime) -> None:
 def fail(accounts: Accounts, times: int, username: str = "nurse.joy", address: str = WARD) -> None:
     for _ in range(times):
         assert accounts.authenticate(username, "wrong password!", address) is None
+
+
+def failed_earlier(accounts: Accounts, pairs: list[tuple[str, str]], ago: dt.timedelta = dt.timedelta()) -> None:
+    """Failed logins that happened `ago`, many at once (argon2 makes real ones take 50 ms each)."""
+    at = utcnow() - ago
+    with accounts.engine.begin() as connection:
+        connection.execute(login_failures.insert(), [{"username": u, "address": a, "at": at} for u, a in pairs])
+
+
+def age_failures(accounts: Accounts, by: dt.timedelta) -> None:
+    """As if `by` had passed since the failures (all of which just happened)."""
+    with accounts.engine.begin() as connection:
+        connection.execute(login_failures.update().values(at=utcnow() - by))
 
 
 # -- users -----------------------------------------------------------------------------------------
@@ -116,23 +130,93 @@ def test_the_right_password_logs_in_and_a_wrong_one_does_not(accounts: Accounts)
     assert accounts.authenticate("nobody", PASSWORD, WARD) is None
 
 
-def test_five_failures_for_a_username_throttle_it_even_with_the_right_password(accounts: Accounts) -> None:
+def test_five_failures_from_one_address_refuse_that_name_there_even_with_the_right_password(
+    accounts: Accounts,
+) -> None:
     assert accounts.policy.max_failures == 5
-    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"):
-        fail(accounts, 1, address=address)
-    assert not accounts.throttled("nurse.joy", "10.0.0.5")
-    fail(accounts, 1, address="10.0.0.5")
-    assert accounts.throttled("nurse.joy", "10.0.0.6"), "from any address"
-    assert accounts.throttled(" NURSE.JOY ", "10.0.0.6"), "however the name is typed"
-    assert accounts.authenticate("nurse.joy", PASSWORD, "10.0.0.6") is None, "the right password is refused too"
-    assert not accounts.throttled("admin", "10.0.0.6"), "other users are not affected"
-    assert accounts.authenticate("admin", PASSWORD + "!", "10.0.0.6") is not None
+    fail(accounts, 4)
+    assert not accounts.throttled("nurse.joy", WARD)
+    fail(accounts, 1)
+    assert accounts.throttled("nurse.joy", WARD)
+    assert accounts.throttled(" NURSE.JOY ", WARD), "however the name is typed"
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is None, "the right password is refused too"
+    assert not accounts.throttled("admin", WARD), "other users at that address are not affected"
+    assert accounts.authenticate("admin", PASSWORD + "!", WARD) is not None
 
-    # The window passes.
-    with accounts.engine.begin() as connection:
-        connection.execute(login_failures.update().values(at=utcnow() - accounts.policy.window))
-    assert not accounts.throttled("nurse.joy", "10.0.0.6")
-    assert accounts.authenticate("nurse.joy", PASSWORD, "10.0.0.6") is not None
+    # The first refusal is short (a clinician who mistyped), then the pair may try again.
+    gate = accounts.gate("nurse.joy", WARD)
+    assert gate.retry_after is not None
+    assert dt.timedelta(seconds=50) < gate.retry_after <= accounts.policy.first_lockout
+    age_failures(accounts, accounts.policy.first_lockout)
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
+
+
+def test_guessing_from_elsewhere_never_locks_the_clinician_out(accounts: Accounts) -> None:
+    """The issue: five wrong passwords from anywhere locked the real clinician out for 15 minutes."""
+    fail(accounts, 5, address="203.0.113.9")
+    assert accounts.throttled("nurse.joy", "203.0.113.9")
+    assert not accounts.throttled("nurse.joy", WARD)
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
+
+    # A guesser with a hundred addresses, five tries each: still no lockout at the ward, but every
+    # attempt for that name is slowed.
+    failed_earlier(accounts, [("nurse.joy", f"198.51.100.{n % 100}") for n in range(500)])
+    gate = accounts.gate("nurse.joy", WARD)
+    assert not gate.refused
+    assert gate.delay_s == accounts.policy.max_delay_s
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
+
+
+def test_further_failures_double_the_refusal_up_to_the_window(accounts: Accounts) -> None:
+    policy = accounts.policy
+    fail(accounts, 5)
+    fail(accounts, 1)  # refused, and not counted: a refused attempt tells nothing and costs nothing
+    first = accounts.gate("nurse.joy", WARD).retry_after
+    assert first is not None and first <= policy.first_lockout
+    age_failures(accounts, policy.first_lockout)
+    fail(accounts, 1)
+    gate = accounts.gate("nurse.joy", WARD)
+    assert gate.retry_after is not None
+    assert policy.first_lockout < gate.retry_after <= 2 * policy.first_lockout
+    failed_earlier(accounts, [("nurse.joy", WARD)] * 10)
+    gate = accounts.gate("nurse.joy", WARD)
+    assert gate.retry_after is not None
+    assert policy.window - dt.timedelta(seconds=10) < gate.retry_after <= policy.window
+    age_failures(accounts, policy.window)
+    assert not accounts.throttled("nurse.joy", WARD), "failures older than the window count for nothing"
+
+
+def test_a_flood_of_failures_slows_every_login_and_locks_out_no_one(accounts: Accounts) -> None:
+    policy = accounts.policy
+    assert accounts.gate("nurse.joy", WARD).delay_s == 0
+    flood = 5 * policy.slow_after
+    failed_earlier(accounts, [(f"guess{n}", f"192.0.2.{n % 250}") for n in range(flood - 1)])
+    assert accounts.gate("nurse.joy", WARD).delay_s == 0
+    failed_earlier(accounts, [("guess", "192.0.2.251")])
+    assert accounts.gate("nurse.joy", WARD).delay_s == policy.first_delay_s
+    failed_earlier(accounts, [(f"more{n}", f"192.0.2.{n % 250}") for n in range(flood)])
+    assert accounts.gate("nurse.joy", WARD).delay_s == 2 * policy.first_delay_s, "the delay grows"
+    failed_earlier(accounts, [(f"flood{n}", f"192.0.2.{n % 250}") for n in range(50 * flood)])
+    gate = accounts.gate("nurse.joy", WARD)
+    assert (gate.refused, gate.delay_s) == (False, policy.max_delay_s)
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
+
+
+def test_unknown_names_are_gated_exactly_like_known_ones(accounts: Accounts) -> None:
+    fail(accounts, 5, username="nurse.joy")
+    fail(accounts, 5, username="no.such.nurse")
+    known, unknown = accounts.gate("nurse.joy", WARD), accounts.gate("no.such.nurse", WARD)
+    assert known.refused and unknown.refused
+    assert known.retry_after is not None and unknown.retry_after is not None
+    assert abs((known.retry_after - unknown.retry_after).total_seconds()) < 5
+    assert known.delay_s == unknown.delay_s
+
+
+def test_a_login_forgives_only_its_own_addresses_failures(accounts: Accounts) -> None:
+    fail(accounts, 4, address="203.0.113.9")
+    assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
+    fail(accounts, 1, address="203.0.113.9")
+    assert accounts.throttled("nurse.joy", "203.0.113.9"), "the clinician's login did not reset the guesser"
 
 
 def test_failures_from_one_address_throttle_every_username_from_it(accounts: Accounts) -> None:
@@ -145,20 +229,20 @@ def test_failures_from_one_address_throttle_every_username_from_it(accounts: Acc
     assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
 
 
-def test_a_successful_login_clears_the_usernames_failures(accounts: Accounts) -> None:
+def test_a_successful_login_clears_its_failures(accounts: Accounts) -> None:
     fail(accounts, 4)
     assert accounts.authenticate("nurse.joy", PASSWORD, WARD) is not None
     fail(accounts, 4)
-    assert not accounts.throttled("nurse.joy", "10.0.0.99")
+    assert not accounts.throttled("nurse.joy", WARD)
 
 
 def test_a_long_username_counts_against_the_account_it_names(accounts: Accounts) -> None:
     # Names are cut to 64 characters at login; throttling must count them the same way.
     accounts.add_user("n" * 64, PASSWORD)
     for extra in range(5):
-        fail(accounts, 1, username="n" * 64 + "x" * (extra + 1), address=f"10.1.0.{extra}")
-    assert accounts.throttled("n" * 64, "10.1.0.9")
-    assert accounts.throttled("n" * 64 + "yyy", "10.1.0.9")
+        fail(accounts, 1, username="n" * 64 + "x" * (extra + 1))
+    assert accounts.throttled("n" * 64, WARD)
+    assert accounts.throttled("n" * 64 + "yyy", WARD)
 
 
 def test_a_disabled_user_cannot_log_in_and_loses_sessions(accounts: Accounts) -> None:
@@ -201,6 +285,15 @@ def test_a_live_session_restarts_its_idle_clock(accounts: Accounts, token: str) 
     assert session is not None and session.user.username == "nurse.joy"
     set_times(accounts, token, created_at=utcnow() - dt.timedelta(hours=1))
     assert accounts.session(token) is not None, "the request above restarted the idle clock"
+
+
+def test_a_request_the_page_makes_on_its_own_does_not_restart_the_idle_clock(accounts: Accounts, token: str) -> None:
+    idle = accounts.policy.idle
+    almost = utcnow() - idle + dt.timedelta(seconds=2)
+    set_times(accounts, token, last_seen_at=almost)
+    assert accounts.session(token, touch=False) is not None, "still live"
+    time.sleep(2.5)
+    assert accounts.session(token, touch=False) is None, "the auto-refresh kept nothing alive"
 
 
 def test_a_session_ends_after_the_idle_time(accounts: Accounts, token: str) -> None:
@@ -293,6 +386,29 @@ def test_audit_entries_are_recorded_and_filtered(accounts: Accounts) -> None:
     assert len(accounts.audit_entries(limit=2)) == 2
 
 
+def test_a_repeated_view_folds_into_one_audit_entry(accounts: Accounts) -> None:
+    fold = dt.timedelta(minutes=5)
+    assert accounts.audit_view("nurse.joy", "view_queue_rows", "status=open", WARD, fold)
+    for _ in range(3):
+        assert not accounts.audit_view("nurse.joy", "view_queue_rows", "status=open", WARD, fold)
+    assert accounts.audit_view("nurse.joy", "view_queue_rows", "status=all", WARD, fold), "another view"
+    assert accounts.audit_view("admin", "view_queue_rows", "status=open", WARD, fold), "another user"
+    assert accounts.audit_view("nurse.joy", "view_queue_rows", "status=open", "10.0.0.8", fold), "another place"
+    accounts.audit("nurse.joy", "view_queue", detail="status=new", address=WARD)
+    assert not accounts.audit_view("nurse.joy", "view_queue_rows", "status=new", WARD, fold, same_as=("view_queue",))
+    with accounts.engine.begin() as connection:
+        connection.execute(audit_log.update().values(at=utcnow() - fold))
+    assert accounts.audit_view("nurse.joy", "view_queue_rows", "status=open", WARD, fold), "the fold has passed"
+    rows = [(e["action"], e["detail"], e["address"]) for e in accounts.audit_entries(username="nurse.joy")]
+    assert rows == [
+        ("view_queue_rows", "status=open", WARD),
+        ("view_queue", "status=new", WARD),
+        ("view_queue_rows", "status=open", "10.0.0.8"),
+        ("view_queue_rows", "status=all", WARD),
+        ("view_queue_rows", "status=open", WARD),
+    ]
+
+
 # -- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -310,8 +426,10 @@ def test_accounts_on_postgresql(postgres_server: Server) -> None:
         set_times(accounts, token, last_seen_at=utcnow() - accounts.policy.idle - dt.timedelta(seconds=1))
         assert accounts.session(token) is None
         fail(accounts, 5, username="nurse")
-        assert accounts.throttled("nurse", "10.9.9.9")
+        assert accounts.throttled("nurse", WARD)
         assert accounts.authenticate("nurse", PASSWORD, WARD) is None
+        assert not accounts.throttled("nurse", "10.9.9.9")
+        assert accounts.authenticate("nurse", PASSWORD, "10.9.9.9") is not None
         accounts.audit("nurse", "view_transcript", patient="p1", escalation_id=1, address="2001:db8::1" * 8)
         [entry] = accounts.audit_entries(patient="p1")
         assert entry["action"] == "view_transcript" and len(entry["address"]) == 64

@@ -3,12 +3,18 @@
 - Passwords are hashed with argon2id (argon2-cffi's defaults); a hash made with older parameters is
   replaced at the next login.
 - A session is a random 256-bit token in a cookie; the database keeps only its SHA-256, so a copy of
-  the database does not let anyone in. Sessions end after `idle` minutes without a request and after
+  the database does not let anyone in. Sessions end after `idle` minutes without an action of the
+  user (the queue's auto-refresh does not count, so an unattended screen logs itself out) and after
   `absolute` hours in any case, and at logout.
 - Each session has its own CSRF token, which every form that changes something must send back.
-- Login throttling: after `max_failures` failed logins for one username, or `max_failures_per_address`
-  from one address (higher: a ward's computers may share one), within `window`, further attempts are
-  refused until the window has passed (right or wrong password).
+- Login throttling limits guessing, not the person. Failed logins count per (username, address) pair
+  and per address: after `max_failures` for a pair, or `max_failures_per_address` from one address
+  (higher: a ward's computers may share one), within `window`, that pair or address is refused (right
+  or wrong password) for `first_lockout`, doubling with each further failure up to `window`. Someone
+  guessing a clinician's password from elsewhere therefore never locks the clinician out. Failures
+  for one name from everywhere (a guesser with many addresses) and failures in total (a flood) add a
+  growing delay to every attempt instead, up to `max_delay_s`: slower logins for all, a lockout for
+  none. Unknown names are counted and answered exactly like known ones.
 - The audit log records who did what, when, to which patient: every page view and action.
 """
 
@@ -29,6 +35,7 @@ from bot.careteam.store import UTCDateTime, metadata, utcnow
 
 ROLES = ("clinician", "admin")
 MIN_PASSWORD_LENGTH = 12
+_LONG_AGO = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 users = sa.Table(
     "careteam_users",
@@ -102,9 +109,33 @@ class Session:
 class Policy:
     idle: dt.timedelta = dt.timedelta(minutes=30)
     absolute: dt.timedelta = dt.timedelta(hours=12)
+    #: Failures per (username, address) pair before that pair is refused.
     max_failures: int = 5
+    #: Failures from one address (any usernames) before that address is refused.
     max_failures_per_address: int = 20
+    #: How far back failures count, and the longest refusal.
     window: dt.timedelta = dt.timedelta(minutes=15)
+    #: The first refusal; each further failure doubles it, up to `window`.
+    first_lockout: dt.timedelta = dt.timedelta(minutes=1)
+    #: Failures for one username from all addresses before every attempt for it is delayed; five times
+    #: as many in total (any names, any addresses) delay every attempt.
+    slow_after: int = 20
+    #: The first delay (at `slow_after`); it doubles with each further `slow_after` failures.
+    first_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a login attempt must wait for: refused for `retry_after` (None: not refused), and delayed
+    by `delay_s` seconds before the password is checked."""
+
+    retry_after: dt.timedelta | None
+    delay_s: float
+
+    @property
+    def refused(self) -> bool:
+        return self.retry_after is not None
 
 
 class Accounts:
@@ -169,28 +200,54 @@ class Accounts:
 
     # -- logging in ---------------------------------------------------------------------------------
 
-    def throttled(self, username: str, address: str) -> bool:
-        since = utcnow() - self.policy.window
+    def gate(self, username: str, address: str) -> Gate:
+        """Whether a login for `username` from `address` may be tried now, and after what delay."""
+        username, address = _login_name(username), address[:64]
+        now = utcnow()
+        recent = login_failures.c.at > now - self.policy.window
         with self.engine.connect() as connection:
-            by_user = connection.execute(
-                sa.select(sa.func.count())
-                .select_from(login_failures)
-                .where(login_failures.c.username == _login_name(username), login_failures.c.at > since)
-            ).scalar_one()
-            by_address = connection.execute(
-                sa.select(sa.func.count())
-                .select_from(login_failures)
-                .where(login_failures.c.address == address[:64], login_failures.c.at > since)
-            ).scalar_one()
-        return bool(by_user >= self.policy.max_failures or by_address >= self.policy.max_failures_per_address)
+
+            def failures(*where: Any) -> tuple[int, dt.datetime | None]:
+                statement = sa.select(sa.func.count(), sa.func.max(login_failures.c.at)).where(recent, *where)
+                count, last = connection.execute(statement).one()
+                return int(count), last
+
+            pair = failures(login_failures.c.username == username, login_failures.c.address == address)
+            by_address = failures(login_failures.c.address == address)
+            by_name, _ = failures(login_failures.c.username == username)
+            overall, _ = failures()
+        until = max(
+            self._refused_until(*pair, limit=self.policy.max_failures),
+            self._refused_until(*by_address, limit=self.policy.max_failures_per_address),
+        )
+        delay = max(self._delay(by_name, self.policy.slow_after), self._delay(overall, 5 * self.policy.slow_after))
+        return Gate(until - now if until > now else None, delay)
+
+    def throttled(self, username: str, address: str) -> bool:
+        return self.gate(username, address).refused
+
+    def _refused_until(self, count: int, last: dt.datetime | None, limit: int) -> dt.datetime:
+        if count < limit or last is None:
+            return _LONG_AGO
+        # Doubling from the first refusal: a clinician who mistyped five times waits a minute, a
+        # guesser who keeps going soon waits the whole window after each try.
+        lockout = min(self.policy.first_lockout * (1 << min(count - limit, 32)), self.policy.window)
+        return last + lockout
+
+    def _delay(self, count: int, threshold: int) -> float:
+        if count < threshold:
+            return 0.0
+        doublings = min(count // threshold - 1, 32)
+        return float(min(self.policy.first_delay_s * (1 << doublings), self.policy.max_delay_s))
 
     def authenticate(self, username: str, password: str, address: str) -> User | None:
         """The user when the password is right, the account enabled and logins for it not throttled;
-        otherwise None, and the refused attempt counts towards throttling. Callers check `throttled` first
-        to say why; the check here keeps a caller that forgets from letting a guesser in."""
+        otherwise None, and the refused attempt counts towards throttling. Callers check `gate` first to
+        say why and to wait its delay; the check here keeps a caller that forgets from letting a guesser
+        in."""
         username = _login_name(username)
         address = address[:64]
-        if self.throttled(username, address):
+        if self.gate(username, address).refused:
             return None
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.username == username)).first()
@@ -201,16 +258,22 @@ class Accounts:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok or row is None:
+            now = utcnow()
             with self.engine.begin() as connection:
-                connection.execute(login_failures.insert().values(username=username, address=address, at=utcnow()))
+                connection.execute(login_failures.insert().values(username=username, address=address, at=now))
+                # Older failures count for nothing any more (see `gate`); the table stays small.
+                connection.execute(login_failures.delete().where(login_failures.c.at < now - self.policy.window))
             return None
         if self._hasher.check_needs_rehash(stored):
             with self.engine.begin() as connection:
                 connection.execute(
                     users.update().where(users.c.username == username).values(password_hash=self._hasher.hash(password))
                 )
+        # Only this pair's failures are forgiven: the clinician's login must not wipe the count of someone
+        # guessing the same name from elsewhere.
         with self.engine.begin() as connection:
-            connection.execute(login_failures.delete().where(login_failures.c.username == username))
+            pair = sa.and_(login_failures.c.username == username, login_failures.c.address == address)
+            connection.execute(login_failures.delete().where(pair))
         return _user(row._mapping)
 
     # -- sessions -----------------------------------------------------------------------------------
@@ -240,8 +303,10 @@ class Accounts:
             )
         return token
 
-    def session(self, token: str | None) -> Session | None:
-        """The live session for a cookie value, its idle clock restarted; None when absent or expired."""
+    def session(self, token: str | None, touch: bool = True) -> Session | None:
+        """The live session for a cookie value; None when absent or expired. `touch` restarts its idle
+        clock: the user did something. A request the page makes on its own (the queue's auto-refresh)
+        passes False, or an unattended screen would stay logged in until the absolute limit."""
         if not token or len(token) > 128:
             return None
         now = utcnow()
@@ -262,9 +327,10 @@ class Accounts:
             if expired:
                 connection.execute(sessions.delete().where(sessions.c.token_hash == _digest(token)))
                 return None
-            connection.execute(
-                sessions.update().where(sessions.c.token_hash == _digest(token)).values(last_seen_at=now)
-            )
+            if touch:
+                connection.execute(
+                    sessions.update().where(sessions.c.token_hash == _digest(token)).values(last_seen_at=now)
+                )
         return Session(_user(values), values["csrf_token"], values["created_at"])
 
     def end_session(self, token: str | None) -> None:
@@ -295,6 +361,38 @@ class Accounts:
                     address=address[:64] or None,
                 )
             )
+
+    def audit_view(
+        self,
+        username: str,
+        action: str,
+        detail: str,
+        address: str,
+        fold_within: dt.timedelta,
+        same_as: tuple[str, ...] = (),
+        patient: str | None = None,
+    ) -> bool:
+        """Audits a view like `audit`, unless the same user saw the same thing (`action` or one of
+        `same_as`, the same detail and patient, from the same address) within `fold_within`: the queue
+        refreshing itself every few seconds is one entry, not hundreds. Returns whether it was written."""
+        since = utcnow() - fold_within
+        with self.engine.connect() as connection:
+            seen = connection.execute(
+                sa.select(audit_log.c.id)
+                .where(
+                    audit_log.c.username == username[:64],
+                    audit_log.c.action.in_((action, *same_as)),
+                    audit_log.c.detail == (detail[:2000] or None) if detail else audit_log.c.detail.is_(None),
+                    audit_log.c.patient == patient if patient is not None else audit_log.c.patient.is_(None),
+                    audit_log.c.address == (address[:64] or None) if address else audit_log.c.address.is_(None),
+                    audit_log.c.at > since,
+                )
+                .limit(1)
+            ).first()
+        if seen is not None:
+            return False
+        self.audit(username, action, patient=patient, detail=detail, address=address)
+        return True
 
     def audit_entries(self, username: str = "", patient: str = "", limit: int = 500) -> list[dict[str, Any]]:
         statement = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
