@@ -7,6 +7,18 @@ new terms, the last-message time moves. Resolving it closes the episode; the nex
 opens a new one. A new escalating message on an acknowledged escalation sets it back to `new`, since
 the clinician who acknowledged it has not seen that message.
 
+Messages refused by a rate limit for their address (a flood, often with a new sender id each time) are
+grouped: they join the sender's own open escalation when there is one, and otherwise one rate-limit
+*incident* per address (kind `incident`), with the count, the worst level and every message's words
+and sender, instead of one escalation and one notification each. An acknowledged incident is set back
+to `new` only when its level rises, so a flood that goes on cannot undo the acknowledgement (and page
+the team) with every message. In the queue a patient's emergency comes before an incident's, and an
+incident's emergency before any other level: an incident may hide a real patient's emergency (patients
+behind one shared address), yet a flood adds one row per address, never one per message.
+
+What a message carries never keeps it off the queue: text, ids and the triage object are made
+storable first (`storable`).
+
 Each message is recorded once (its Rasa message id is unique), so a repeated write after a lost
 answer changes nothing. Opening, a raised level and a reopening each queue one notification in the
 outbox, in the same transaction as the escalation itself: the record and its notification are
@@ -28,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from bot.careteam import storable
 from bot.database import create_engine
 from bot.triage.result import Level
 
@@ -36,6 +49,9 @@ ESCALATING = (Level.EMERGENCY, Level.CALL_NOW, Level.UNCLEAR)
 STATUSES = ("new", "acknowledged", "resolved")
 OPEN_STATUSES = ("new", "acknowledged")
 CHANNELS = {"rest": "web", "socketio": "web", "sms": "sms"}
+KINDS = ("patient", "incident")
+#: Rows per queue page when the caller does not say.
+PAGE_SIZE = 50
 
 
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
@@ -80,6 +96,8 @@ escalations = sa.Table(
     sa.Column("resolved_by", sa.String(64), nullable=True),
     sa.Column("resolved_at", UTCDateTime, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # `patient`: one sender's episode; `incident`: messages refused by an address's rate limit, grouped.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="patient"),
 )
 
 escalation_messages = sa.Table(
@@ -92,7 +110,15 @@ escalation_messages = sa.Table(
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("triage", sa.Text, nullable=False),  # the triage object, JSON
+    # Who wrote it: in an incident each message may come from another sender id.
+    sa.Column("sender_id", sa.String(255), nullable=True, index=True),
 )
+
+#: Columns added after the first release, with the DDL that adds them to a database created before.
+_ADDED_COLUMNS = {
+    ("escalations", "kind"): "VARCHAR(16) NOT NULL DEFAULT 'patient'",
+    ("escalation_messages", "sender_id"): "VARCHAR(255)",
+}
 
 #: The escalation's history: opened, raised, reopened by the patient; acknowledged, resolved, notes.
 escalation_events = sa.Table(
@@ -149,10 +175,15 @@ class Escalation:
     resolved_by: str | None
     resolved_at: dt.datetime | None
     updated_at: dt.datetime
+    kind: str = "patient"
 
     @property
     def terms(self) -> list[str]:
         return [item["term"] for item in self.symptoms]
+
+    @property
+    def is_incident(self) -> bool:
+        return self.kind == "incident"
 
 
 @dataclass(frozen=True)
@@ -162,6 +193,21 @@ class Change:
     escalation: Escalation
     event: str | None  # opened, level_raised, reopened, or None (added to a waiting escalation)
     recorded: bool  # False when this message had been recorded before
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One message to record, already made storable."""
+
+    sender_id: str
+    channel: str
+    message_id: str
+    text: str
+    triage: dict[str, Any]
+    level: Level
+    received_at: dt.datetime
+    incident: str  # the incident's open key, or "" for a message that was not refused by an address limit
+    source: str  # what the incident is named by (`address 203.0.113.9`)
 
 
 @dataclass(frozen=True)
@@ -183,13 +229,50 @@ class Query:
     level: str = ""
     channel: str = ""
     search: str = ""
-    limit: int = 500
+    limit: int | None = None  # None: every row (the app pages with `limit` and `offset`)
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the queue and how many rows the query matched in all, so that a page never hides
+    rows without saying so ("showing 51-100 of 612")."""
+
+    items: list[Escalation]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def first(self) -> int:
+        return self.offset + 1 if self.items else 0
+
+    @property
+    def last(self) -> int:
+        return self.offset + len(self.items)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.offset > 0
+
+    @property
+    def has_next(self) -> bool:
+        return self.last < self.total
+
+    @property
+    def number(self) -> int:
+        return self.offset // self.limit + 1 if self.limit else 1
+
+    @property
+    def pages(self) -> int:
+        return max((self.total + self.limit - 1) // self.limit, 1) if self.limit else 1
 
 
 class EscalationStore:
     def __init__(self, url: str | None = None, engine: sa.engine.Engine | None = None) -> None:
         self.engine = engine or create_engine(url)
         metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
 
     @contextmanager
     def _transaction(self) -> Iterator[sa.engine.Connection]:
@@ -207,35 +290,42 @@ class EscalationStore:
         triage: Mapping[str, Any],
         received_at: dt.datetime | None = None,
         link: str = "",
+        incident: str = "",
     ) -> Change | None:
         """Records one triaged message; returns None when its level does not escalate. Durable (committed)
-        when it returns. Safe to repeat: the same message id is recorded once."""
-        level = Level(triage["level"])
+        when it returns. Safe to repeat: the same message id is recorded once. `incident` names the source
+        whose rate limit refused the message (`address 203.0.113.9`): the message then joins the sender's
+        open escalation, or else that source's incident."""
+        level = storable.level(triage.get("level") if isinstance(triage, Mapping) else None)
         if level not in ESCALATING:
             return None
-        received_at = received_at or utcnow()
+        # Made storable here, not by the callers: whatever a channel passed on still reaches the queue.
+        item = _Item(
+            sender_id=storable.bounded(sender_id, 255),
+            channel=storable.bounded(channel, 16),
+            message_id=storable.bounded(message_id, 64),
+            text=storable.text(text),
+            triage=storable.data(dict(triage) if isinstance(triage, Mapping) else {"level": level.value}),
+            level=level,
+            received_at=storable.moment(received_at) if received_at is not None else utcnow(),
+            incident=storable.bounded(f"incident {storable.text(incident)}", 255) if incident else "",
+            source=storable.bounded(incident, 255),
+        )
         for attempt in range(3):
             try:
                 with self._transaction() as connection:
-                    return self._record(connection, sender_id, channel, message_id, text, triage, received_at, link)
+                    return self._record(connection, item, link)
             except IntegrityError:
                 # Another writer opened this sender's escalation or recorded this message first.
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _record(
-        self,
-        connection: sa.engine.Connection,
-        sender_id: str,
-        channel: str,
-        message_id: str,
-        text: str,
-        triage: Mapping[str, Any],
-        received_at: dt.datetime,
-        link: str,
-    ) -> Change:
-        level = Level(triage["level"])
+    def _open_row(self, connection: sa.engine.Connection, key: str) -> Any:
+        return connection.execute(sa.select(escalations).where(escalations.c.open_key == key).with_for_update()).first()
+
+    def _record(self, connection: sa.engine.Connection, item: _Item, link: str) -> Change:
+        level, received_at = item.level, item.received_at
         now = utcnow()
         # The sender's open escalation is read and rewritten under a lock, so that two of their messages
         # recorded at once both count (without it, the second write is computed from the state before the
@@ -243,25 +333,28 @@ class EscalationStore:
         # database for writing; PostgreSQL the row (a missing row is caught by the unique `open_key`).
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-        row = connection.execute(
-            sa.select(escalations).where(escalations.c.open_key == sender_id).with_for_update()
-        ).first()
+        key, kind, owner = item.sender_id, "patient", item.sender_id
+        row = self._open_row(connection, key)
+        if item.incident and row is None:
+            key, kind, owner = item.incident, "incident", item.source
+            row = self._open_row(connection, key)
         seen = connection.execute(
-            sa.select(escalation_messages.c.escalation_id).where(escalation_messages.c.message_id == message_id)
+            sa.select(escalation_messages.c.escalation_id).where(escalation_messages.c.message_id == item.message_id)
         ).first()
         if seen is not None:
             return Change(self._get(connection, seen[0]), None, recorded=False)
-        new_symptoms = [_symptom_summary(s, received_at) for s in triage.get("symptoms", [])]
+        new_symptoms = [_symptom_summary(s, received_at) for s in item.triage.get("symptoms") or [] if _is_symptom(s)]
         event: str | None
         if row is None:
             symptoms = _merge([], new_symptoms)
             escalation_id = connection.execute(
                 escalations.insert().values(
-                    sender_id=sender_id,
-                    channel=channel,
+                    sender_id=owner,
+                    channel=item.channel,
                     level=level.value,
                     status="new",
-                    open_key=sender_id,
+                    open_key=key,
+                    kind=kind,
                     symptoms=json.dumps(symptoms),
                     terms=_terms(symptoms),
                     message_count=1,
@@ -276,7 +369,7 @@ class EscalationStore:
         else:
             current = row._mapping
             escalation_id = current["id"]
-            worse = level.rank > Level(current["level"]).rank
+            worse = level.rank > storable.level(current["level"]).rank
             symptoms = _merge(json.loads(current["symptoms"]), new_symptoms)
             values: dict[str, Any] = {
                 "symptoms": json.dumps(symptoms),
@@ -289,7 +382,9 @@ class EscalationStore:
             }
             if worse:
                 values["level"] = level.value
-            if current["status"] == "acknowledged":
+            # A flood goes on after it is acknowledged: only a higher level sets an incident back to new.
+            reopens = current["status"] == "acknowledged" and (current["kind"] != "incident" or worse)
+            if reopens:
                 values.update(status="new", waiting_since=received_at)
                 event = "reopened"
             else:
@@ -298,11 +393,12 @@ class EscalationStore:
         connection.execute(
             escalation_messages.insert().values(
                 escalation_id=escalation_id,
-                message_id=message_id,
+                message_id=item.message_id,
                 received_at=received_at,
                 level=level.value,
-                text=text,
-                triage=json.dumps(dict(triage)),
+                text=item.text,
+                triage=json.dumps(item.triage),
+                sender_id=item.sender_id,
             )
         )
         connection.execute(
@@ -339,8 +435,30 @@ class EscalationStore:
         return _escalation(row._mapping)
 
     def queue(self, query: Query = Query()) -> list[Escalation]:
-        """Emergencies first, then the longest waiting; resolved ones (when asked for) last, newest first."""
-        statement = sa.select(escalations)
+        """Patients' emergencies first, then incidents' emergencies, then patients' other escalations and
+        last incidents' others, each the longest waiting first; resolved ones (when asked for) after the
+        open ones, newest first. Every matching row unless `query.limit` says otherwise."""
+        statement = self._ordered(self._matching(sa.select(escalations), query))
+        if query.limit is not None:
+            statement = statement.limit(max(query.limit, 0))
+        if query.offset > 0:
+            statement = statement.offset(query.offset)
+        with self.engine.connect() as connection:
+            return [_escalation(row._mapping) for row in connection.execute(statement)]
+
+    def page(self, query: Query = Query()) -> Page:
+        """The rows of `queue` from `query.offset` (at most `query.limit`, default `PAGE_SIZE`), and how many
+        rows match in all."""
+        limit = query.limit if query.limit is not None and query.limit > 0 else PAGE_SIZE
+        offset = max(query.offset, 0)
+        counted = self._matching(sa.select(sa.func.count()).select_from(escalations), query)
+        statement = self._ordered(self._matching(sa.select(escalations), query)).limit(limit).offset(offset)
+        with self.engine.connect() as connection:
+            total = int(connection.execute(counted).scalar_one())
+            items = [_escalation(row._mapping) for row in connection.execute(statement)]
+        return Page(items, total, offset, limit)
+
+    def _matching(self, statement: Any, query: Query) -> Any:
         if query.status == "open":
             statement = statement.where(escalations.c.status.in_(OPEN_STATUSES))
         elif query.status in STATUSES:
@@ -357,20 +475,28 @@ class EscalationStore:
                     sa.func.lower(escalations.c.terms).like(pattern, escape="\\"),
                     escalations.c.id.in_(
                         sa.select(escalation_messages.c.escalation_id).where(
-                            sa.func.lower(escalation_messages.c.text).like(pattern, escape="\\")
+                            sa.or_(
+                                sa.func.lower(escalation_messages.c.text).like(pattern, escape="\\"),
+                                # An incident's messages come from many senders: each is findable.
+                                sa.func.lower(escalation_messages.c.sender_id).like(pattern, escape="\\"),
+                            )
                         )
                     ),
                 )
             )
-        statement = statement.order_by(
+        return statement
+
+    @staticmethod
+    def _ordered(statement: Any) -> Any:
+        emergency = escalations.c.level == Level.EMERGENCY.value
+        patient = escalations.c.kind != "incident"
+        return statement.order_by(
             sa.case((escalations.c.status == "resolved", 1), else_=0),
-            sa.case((escalations.c.level == Level.EMERGENCY.value, 0), else_=1),
+            sa.case((sa.and_(emergency, patient), 0), (emergency, 1), (patient, 2), else_=3),
             sa.case((escalations.c.status == "resolved", None), else_=escalations.c.waiting_since),
             escalations.c.resolved_at.desc(),
             escalations.c.id,
-        ).limit(query.limit)
-        with self.engine.connect() as connection:
-            return [_escalation(row._mapping) for row in connection.execute(statement)]
+        )
 
     def messages(self, escalation_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
@@ -536,6 +662,8 @@ def notification(escalation: Escalation, event: str, link: str = "") -> dict[str
         "event": event,
         "escalation_id": escalation.id,
         "patient": escalation.sender_id,
+        "kind": escalation.kind,  # `incident`: messages refused by a rate limit, `patient` the source
+        "message_count": escalation.message_count,
         "channel": escalation.channel,
         "level": escalation.level,
         "status": escalation.status,
@@ -552,13 +680,24 @@ def channel_name(input_channel: str | None) -> str:
     return CHANNELS.get(name, name or "unknown")
 
 
+def _is_symptom(symptom: object) -> bool:
+    """Whether a triage object's symptom can be summarised (a term and a level this store knows); one
+    that cannot is still kept in the message's stored triage object."""
+    return (
+        isinstance(symptom, Mapping)
+        and isinstance(symptom.get("term"), str)
+        and symptom.get("level") in {level.value for level in Level}
+    )
+
+
 def _symptom_summary(symptom: Mapping[str, Any], at: dt.datetime) -> dict[str, Any]:
+    syndromes = symptom.get("syndromes") or []
     return {
         "term": symptom["term"],
         "level": symptom["level"],
         "span": symptom.get("span", ""),
         "reason": symptom.get("reason", ""),
-        "syndromes": list(symptom.get("syndromes", [])),
+        "syndromes": list(syndromes) if isinstance(syndromes, list) else [str(syndromes)],
         "first_reported_at": at.isoformat(),
     }
 
@@ -582,6 +721,23 @@ def _terms(symptoms: Iterable[Mapping[str, Any]]) -> str:
 def _escalation(row: Mapping[str, Any]) -> Escalation:
     values = {name: row[name] for name in Escalation.__dataclass_fields__ if name != "symptoms"}
     return Escalation(symptoms=json.loads(row["symptoms"]), **values)
+
+
+def _add_missing_columns(engine: sa.engine.Engine) -> None:
+    """Adds the columns of `_ADDED_COLUMNS` to a database created before them (`create_all` makes new
+    tables only). Several processes start at once: one that finds the column added meanwhile goes on."""
+    inspector = sa.inspect(engine)
+    for (table, column), ddl in _ADDED_COLUMNS.items():
+        if column in {c["name"] for c in inspector.get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+                if column == "sender_id":
+                    connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{table}_{column} ON {table} ({column})")
+        except sa.exc.DBAPIError:
+            if column not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
+                raise
 
 
 def _escape_like(text: str) -> str:

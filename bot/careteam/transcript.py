@@ -3,6 +3,11 @@ store schema: one row per event, its JSON in `data`), without importing Rasa.
 
 Each assistant answer carries the triage object of the message it answers (a `custom` message); its
 symptoms' character offsets mark the matched words in the patient's text.
+
+Some messages never reach the tracker store: one refused by a rate limit, or answered by the safety
+net when the dialogue failed. Their words are in the escalation store, so they are merged in here, in
+time order and marked with how they were answered, so that the care team reads every escalating
+message on the escalation's page (an incident's page lists its messages with each sender).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+
+from bot.careteam.store import escalation_messages, escalations
 
 _events = sa.table(
     "events",
@@ -40,10 +47,18 @@ class Turn:
     message_id: str = ""
     triage: dict[str, Any] | None = None
     pieces: list[Piece] = field(default_factory=list)
+    #: For a message that is not in the tracker store: how it was answered, and who sent it.
+    note: str = ""
 
 
 def transcript(engine: sa.engine.Engine, sender_id: str) -> list[Turn]:
-    """The conversation in order; empty when the tracker store has none (or no table yet)."""
+    """The conversation in order, with the recorded messages the tracker store does not hold; empty when
+    neither store has any (or no table yet)."""
+    turns = _conversation(engine, sender_id)
+    return _merged(turns, _recorded_elsewhere(engine, sender_id, {t.message_id for t in turns if t.message_id}))
+
+
+def _conversation(engine: sa.engine.Engine, sender_id: str) -> list[Turn]:
     if not sa.inspect(engine).has_table("events"):
         return []
     statement = (
@@ -71,6 +86,81 @@ def transcript(engine: sa.engine.Engine, sender_id: str) -> list[Turn]:
                 continue
             if event.get("text"):
                 turns.append(Turn(at, "assistant", str(event["text"])))
+    return turns
+
+
+def _recorded_elsewhere(engine: sa.engine.Engine, sender_id: str, known: set[str]) -> list[Turn]:
+    """Escalating messages from this sender, or in this sender's (or incident's) escalations, that the
+    tracker store does not hold."""
+    if not sa.inspect(engine).has_table(escalation_messages.name):
+        return []
+    statement = (
+        sa.select(
+            escalation_messages.c.message_id,
+            escalation_messages.c.received_at,
+            escalation_messages.c.text,
+            escalation_messages.c.triage,
+            escalation_messages.c.sender_id,
+        )
+        .where(
+            sa.or_(
+                escalation_messages.c.sender_id == sender_id,
+                escalation_messages.c.escalation_id.in_(
+                    sa.select(escalations.c.id).where(escalations.c.sender_id == sender_id)
+                ),
+            )
+        )
+        .order_by(escalation_messages.c.received_at, escalation_messages.c.id)
+    )
+    turns: list[Turn] = []
+    with engine.connect() as connection:
+        for message_id, received_at, text, triage_json, author in connection.execute(statement):
+            if message_id in known:
+                continue
+            known.add(message_id)
+            triage = _json(triage_json)
+            symptoms = triage.get("symptoms")
+            turns.append(
+                Turn(
+                    received_at,
+                    "patient",
+                    text,
+                    message_id,
+                    triage or None,
+                    highlight(text, symptoms if isinstance(symptoms, list) else []),
+                    note=_how_answered(triage, author if author and author != sender_id else ""),
+                )
+            )
+    return turns
+
+
+def _how_answered(triage: dict[str, Any], other_sender: str) -> str:
+    limit = triage.get("rate_limited")
+    if limit:
+        how = f"refused by the {limit} rate limit, answered with the safe reply"
+    elif triage.get("safety_net"):
+        how = "answered with the safe reply (the dialogue did not answer)"
+    else:
+        how = "recorded with the escalation"
+    return f"{how}; from sender {other_sender}" if other_sender else how
+
+
+def _merged(conversation: list[Turn], recorded: list[Turn]) -> list[Turn]:
+    """Each recorded message placed before the first conversation turn that is later than it; the
+    conversation keeps its own order."""
+    if not recorded:
+        return conversation
+    turns: list[Turn] = []
+    pending = iter(recorded)
+    waiting = next(pending, None)
+    for turn in conversation:
+        while waiting is not None and waiting.at < turn.at:
+            turns.append(waiting)
+            waiting = next(pending, None)
+        turns.append(turn)
+    while waiting is not None:
+        turns.append(waiting)
+        waiting = next(pending, None)
     return turns
 
 

@@ -3,8 +3,12 @@ number, a client address), kept in this process.
 
 A patient writes a few messages a minute; a script flooding the assistant writes hundreds and would
 slow it down for everyone. Past the limit a message is still read by the triage core (in-process,
-about a millisecond) and answered with the safe reply, and an escalation is still recorded, but it
-does not enter the dialogue. Limits per minute, from the environment (0 turns a limit off):
+about a millisecond) and answered with the safe reply, and its words are stored for the care team,
+but it does not enter the dialogue. `Limits.check` says which limit refused it: messages refused by
+one sender's limit join that sender's own escalation; messages refused by an address's limit (a
+flood with a new sender id each time) join one rate-limit incident for that address, with a count
+and one notification, instead of one escalation each (bot/careteam/store.py). Limits per minute,
+from the environment (0 turns a limit off):
 
 | variable | default | key |
 |---|---|---|
@@ -24,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 WINDOW_S = 60.0
 #: Keys are forgotten after a quiet window; at most this many are remembered (oldest dropped first).
@@ -66,6 +71,20 @@ class RateLimiter:
             return len(times) <= self.per_minute
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Which limit refused a message: `sender` (one conversation writing too fast) or `address` (one
+    client address writing too fast, whatever sender ids it uses), and the key that was over it."""
+
+    limit: str
+    key: str
+
+    @property
+    def source(self) -> str:
+        """The incident's name for an address refusal, as the care team reads it."""
+        return f"{self.limit} {self.key}"
+
+
 class Limits:
     def __init__(self, per_sender: int | None = None, per_address: int | None = None) -> None:
         if per_sender is None:
@@ -76,6 +95,15 @@ class Limits:
         self.address = RateLimiter(per_address)
 
     def allow(self, sender: str, address: str = "") -> bool:
+        return self.check(sender, address) is None
+
+    def check(self, sender: str, address: str = "") -> Refusal | None:
+        """Counts the message against both limits; None when it is within them. A sender over its own
+        limit is named first: their messages belong with their own conversation."""
         by_sender = self.sender.allow(sender)
         by_address = self.address.allow(address) if address else True
-        return by_sender and by_address
+        if not by_sender:
+            return Refusal("sender", sender)
+        if not by_address:
+            return Refusal("address", address)
+        return None

@@ -3,6 +3,11 @@ down, an exception anywhere), the channel still answers: it runs the triage core
 when to call. These sentences live here, not in the domain, because they must work when the dialogue
 machinery (which reads the domain) has failed. An emergency, call-now or unclear safe reply is recorded
 as an escalation too (bot/careteam/recorder.py), so the care team sees it although no action ran.
+
+A message refused by a rate limit (bot/channels/limits.py) gets the same safe reply, and
+`refuse` answers it and records it as refused: with its words, grouped by the source whose limit
+refused it (one incident per flooding address, with a count and one notification), never one
+escalation per message.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from rasa.core.channels.channel import OutputChannel, UserMessage
 
 from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
+from bot.channels.limits import Refusal
 from bot.settings import contacts
 from bot.triage import Level, default_triager
 
@@ -84,8 +90,9 @@ def guarded(on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Callable
     return handle
 
 
-def record_safety_net(message: UserMessage, triage: dict[str, Any]) -> None:
-    """Records the escalation the action would have recorded (once: same message id as the tracker's)."""
+def record_safety_net(message: UserMessage, triage: dict[str, Any], incident: str = "") -> None:
+    """Records the escalation the action would have recorded (once: same message id as the tracker's).
+    `incident` names the source whose rate limit refused the message, to group a flood."""
     default_recorder().record(
         sender_id=str(message.sender_id),
         channel=channel_name(message.input_channel),
@@ -93,4 +100,16 @@ def record_safety_net(message: UserMessage, triage: dict[str, Any]) -> None:
         text=message.text or "",
         triage=triage,
         received_at=dt.datetime.now(dt.timezone.utc),
+        incident=incident,
     )
+
+
+async def refuse(message: UserMessage, refusal: Refusal) -> tuple[str, dict[str, Any]]:
+    """For a message past a rate limit: the safe reply and its custom object, once the message is recorded
+    as refused. A sender over their own limit adds to their own escalation; a message refused by an
+    address's limit joins that address's incident unless its sender already has an open escalation."""
+    reply, custom = safe_reply(message.text or "")
+    triage = {**custom["triage"], "rate_limited": refusal.limit}
+    incident = refusal.source if refusal.limit == "address" else ""
+    await asyncio.to_thread(record_safety_net, message, triage, incident)
+    return reply, custom
