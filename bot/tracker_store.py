@@ -1,4 +1,29 @@
-"""The conversation store: Rasa's SQL tracker store, with SQLite set up for a server.
+"""The conversation store: Rasa's SQL tracker store, reading a bounded window of each conversation and
+appending only new events, with SQLite set up for a server.
+
+**A turn costs the same at turn 300 as at turn 1.** Rasa 3.6's store reads, deserialises and replays
+every event of the session on each message, writes by counting the stored events first, and Rasa then
+replays the tracker again for each action and sends all of it to the action server: one sender's turn
+took 48 ms at turn 1 and 293 ms at turn 290 (issue 6). This store reads instead:
+
+- the events of the last `TRIAGE_TRACKER_TURNS` (3) turns, from the `action_listen` before the third
+  last message on, or of the whole session when it is shorter (never from before its `session_started`).
+  The dialogue policies here are rules over the latest turn (no stories; MemoizationPolicy keeps 5
+  states), so they decide the same on the window as on the whole session (tests/test_turn_cost.py
+  compares a long conversation both ways);
+- before them, the state the earlier events of the session left: the latest `slot` event of each slot
+  (after the latest `reset_slots`), the latest `active_loop` event, and the later of the latest
+  `pause`/`resume`, none of them from before a `restart`. They are real stored events, replayed first,
+  so the slots (`symptom_history`: "earlier you told me about ...") are exactly those of the whole
+  session, also when an event later resets the tracker and replays it (UserUtteranceReverted).
+
+Saving appends the tracker's events past those it was read with (or last saved), without counting the
+stored ones. A tracker this store did not read (a new conversation) is saved as Rasa does. A save
+retried after a commit whose answer was lost does not store its events twice. Every event is kept:
+`retrieve_full_tracker`, the care team's transcript and the load test's checks read the whole history.
+
+Indexes: (sender_id, type_name, action_name, id) answers the window's bounds and the state events from
+the index alone; (sender_id, id) reads the window. Both are created if missing.
 
 On SQLite (the default database) each connection uses write-ahead logging, so that a reader never
 blocks the writer, waits up to `TRIAGE_SQLITE_BUSY_MS` for a lock instead of failing at once, and keeps
@@ -17,22 +42,54 @@ briefly unavailable delays the reply, it does not lose the conversation.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import Event, deserialise_events
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 BUSY_TIMEOUT_MS = int(os.environ.get("TRIAGE_SQLITE_BUSY_MS", "5000"))
 RETRY_S = float(os.environ.get("TRIAGE_DB_RETRY_S", "30"))
+#: Complete turns of a conversation read for each message (see the module docstring); at least 1, so
+#: that the latest message and its answer are always in the window.
+TRACKER_TURNS = max(1, int(os.environ.get("TRIAGE_TRACKER_TURNS", "3")))
+
+#: Stored event types (Rasa's `type_name`) whose latest occurrence before the window sets the tracker's
+#: state: slots, the active loop, pause and resume; resets and restarts bound which of them count.
+SLOT, LOOP, PAUSE, RESUME, RESET_SLOTS, RESTART = "slot", "active_loop", "pause", "resume", "reset_slots", "restart"
+SESSION_STARTED = "session_started"
+#: The indexes the window's queries use (see the module docstring), by name.
+INDEXES = {
+    "ix_events_sender_type_action_id": "sender_id, type_name, action_name, id",
+    "ix_events_sender_id_id": "sender_id, id",
+}
+LISTEN = "action_listen"
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What a tracker held of the database when this store last read or saved it: its first `count`
+    events, the last of which is row `last_id` (0: none)."""
+
+    count: int
+    last_id: int
+
+
+#: The attribute a tracker read or saved by this store carries (Rasa hands the same object back to save).
+_MARK = "_triage_stored"
 
 
 class TriageSQLTrackerStore(SQLTrackerStore):
@@ -48,16 +105,156 @@ class TriageSQLTrackerStore(SQLTrackerStore):
                 username=parsed.username,
                 password=parsed.password,
             )
+        self.turns = int(kwargs.pop("turns", TRACKER_TURNS))
         super().__init__(*args, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", sqlite_pragmas)
             self.engine.dispose()  # connections opened so far lack the pragmas
+        self._create_indexes()
+
+    def _create_indexes(self) -> None:
+        # As DDL of its own: an sa.Index would attach itself to Rasa's shared table definition, and the
+        # next store's create_all would then create it a second time.
+        with self.engine.begin() as connection:
+            for name, columns in INDEXES.items():
+                connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON events ({columns})")
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        await _retrying(lambda: super(TriageSQLTrackerStore, self).save(tracker), "save", tracker.sender_id)
+        await _retrying(lambda: self._save(tracker), "save", tracker.sender_id)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
-        return await _retrying(lambda: super(TriageSQLTrackerStore, self).retrieve(sender_id), "read", sender_id)
+        return await _retrying(lambda: self._retrieve_window(sender_id), "read", sender_id)
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    async def _retrieve_window(self, sender_id: str) -> DialogueStateTracker | None:
+        events = self.SQLEvent.__table__
+        with self.engine.connect() as connection:
+            start, session_start = self._window_start(connection, sender_id)
+            rows = connection.execute(
+                sa.select(events.c.id, events.c.data)
+                .where(events.c.sender_id == sender_id, events.c.id >= start)
+                .order_by(events.c.id)
+            ).all()
+            if not rows:
+                return None
+            state = self._state_before(connection, sender_id, session_start, start) if start > session_start else []
+        dumped = [json.loads(data) for _, data in (*state, *rows)]
+        tracker = DialogueStateTracker.from_events(sender_id, deserialise_events(dumped), self.domain.slots)
+        setattr(tracker, _MARK, _Stored(count=len(tracker.events), last_id=int(rows[-1][0])))
+        return tracker
+
+    def _window_start(self, connection: sa.engine.Connection, sender_id: str) -> tuple[int, int]:
+        """(first row of the window, row of the session's start; 0 when there is none)."""
+        events = self.SQLEvent.__table__
+        mine = events.c.sender_id == sender_id
+        session = sa.select(sa.func.max(events.c.id)).where(mine, events.c.type_name == SESSION_STARTED)
+        listen = (
+            sa.select(events.c.id)
+            .where(mine, events.c.type_name == "action", events.c.action_name == LISTEN)
+            .order_by(events.c.id.desc())
+            .limit(1)
+            .offset(self.turns)  # the latest listen ends the latest turn: `turns` more back
+        )
+        session_start, turns_start = connection.execute(
+            sa.select(session.scalar_subquery(), listen.scalar_subquery())
+        ).one()
+        return max(int(session_start or 0), int(turns_start or 0)), int(session_start or 0)
+
+    def _state_before(
+        self, connection: sa.engine.Connection, sender_id: str, session_start: int, start: int
+    ) -> list[tuple[int, str]]:
+        """The stored events, in order, that carry the state rows session_start..start-1 left."""
+        events = self.SQLEvent.__table__
+        kinds = (SLOT, LOOP, PAUSE, RESUME, RESET_SLOTS, RESTART)
+        latest = (
+            sa.select(sa.func.max(events.c.id))
+            .where(
+                events.c.sender_id == sender_id,
+                events.c.type_name.in_(kinds),
+                events.c.id >= session_start,
+                events.c.id < start,
+            )
+            .group_by(events.c.type_name, events.c.action_name)
+        )
+        rows = connection.execute(
+            sa.select(events.c.id, events.c.type_name, events.c.data)
+            .where(events.c.id.in_(latest.scalar_subquery()))
+            .order_by(events.c.id)
+        ).all()
+        return [(int(row_id), data) for row_id, data in _state_events([(int(i), str(k), d) for i, k, d in rows])]
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    async def _save(self, tracker: DialogueStateTracker) -> None:
+        await self.stream_events(tracker)
+        stored: _Stored | None = getattr(tracker, _MARK, None)
+        table = self.SQLEvent.__table__
+        with self.session_scope() as session:
+            if stored is None:
+                # Not read by this store (a new conversation): Rasa's way, counting the session's events.
+                new = list(self._additional_events(session, tracker))
+            else:
+                new = list(itertools.islice(tracker.events, stored.count, None))
+                already = session.execute(
+                    sa.select(table.c.type_name, table.c.timestamp)
+                    .where(table.c.sender_id == tracker.sender_id, table.c.id > stored.last_id)
+                    .order_by(table.c.id)
+                ).all()
+                new = _unsaved(new, [(str(kind), stamp) for kind, stamp in already], tracker.sender_id)
+            rows = [self._row(tracker.sender_id, event) for event in new]
+            session.add_all(rows)
+            session.flush()
+            last_id = rows[-1].id if rows else None
+            if last_id is None:
+                last_id = session.execute(
+                    sa.select(sa.func.max(table.c.id)).where(table.c.sender_id == tracker.sender_id)
+                ).scalar()
+            session.commit()
+        setattr(tracker, _MARK, _Stored(count=len(tracker.events), last_id=int(last_id or 0)))
+        logger.debug("conversation %s: %d new events stored", tracker.sender_id, len(rows))
+
+    def _row(self, sender_id: str, event: Event) -> Any:
+        data = event.as_dict()
+        return self.SQLEvent(
+            sender_id=sender_id,
+            type_name=event.type_name,
+            timestamp=data.get("timestamp"),
+            intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+            action_name=data.get("name"),
+            data=json.dumps(data),
+        )
+
+
+def _state_events(rows: Iterable[tuple[int, str, str]]) -> list[tuple[int, str]]:
+    """Of the latest state event of each kind (and of each slot), those still in force: none before the
+    latest restart, no slot before the latest reset of all slots, only the later of pause and resume,
+    only the latest active loop. The restart and the reset themselves are not needed."""
+    rows = list(rows)
+    restart = max((i for i, kind, _ in rows if kind == RESTART), default=-1)
+    reset = max((i for i, kind, _ in rows if kind == RESET_SLOTS), default=-1)
+    loop = max((i for i, kind, _ in rows if kind == LOOP), default=-1)
+    paused = max((i for i, kind, _ in rows if kind in (PAUSE, RESUME)), default=-1)
+    keep = []
+    for row_id, kind, data in rows:
+        if row_id < restart or kind in (RESTART, RESET_SLOTS):
+            continue
+        if (kind == SLOT and row_id > reset) or (kind == LOOP and row_id == loop) or row_id == paused:
+            keep.append((row_id, data))
+    return keep
+
+
+def _unsaved(new: list[Event], already: list[tuple[str, float | None]], sender_id: str) -> list[Event]:
+    """The events of `new` not yet stored. Rows stored after the tracker was read are the first of `new`
+    when an earlier attempt of this save committed but its answer was lost: those are skipped. Rows of
+    anything else (a writer that did not hold the conversation's lock) are kept, and ours go after them."""
+    if not already:
+        return new
+    ours = [(event.type_name, event.timestamp) for event in new[: len(already)]]
+    if ours == already:
+        return new[len(already) :]
+    logger.warning("conversation %s: %d events were stored by another writer meanwhile", sender_id, len(already))
+    return new
 
 
 async def _retrying(call: Callable[[], Awaitable[Result]], what: str, sender_id: str) -> Result:
