@@ -265,6 +265,6 @@ def test_a_session_ends_after_the_idle_time(tmp_path: Path) -> None:
         assert client.get("/")[0] == 200
         time.sleep(4)
         status, headers, _ = client.get("/")
-        assert (status, headers["location"]) == (302, "/login")
+        assert (status, headers["location"]) == (302, "/login?ended=session")
     finally:
         serve.stop(process)

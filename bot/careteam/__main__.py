@@ -13,7 +13,14 @@ never from the command line, where other users and the shell history would see t
 Settings (environment): the database as for the assistant (TRIAGE_DB_URL, or TRIAGE_DB_DIALECT and
 TRIAGE_DB: var/triage.db); TRIAGE_CARETEAM_PORT (5006); TRIAGE_CARETEAM_SECURE_COOKIES (1: cookies only
 over HTTPS, which browsers also allow on http://localhost; 0 only for a plain-HTTP test set-up);
-TRIAGE_CARETEAM_IDLE_MINUTES (30); TRIAGE_NOTIFY_URL and TRIAGE_NOTIFY_SECRET (bot/careteam/notifier.py).
+TRIAGE_CARETEAM_IDLE_MINUTES (30: minutes without a user action before a session ends; the queue's
+auto-refresh is not one); TRIAGE_CARETEAM_REFRESH_SECONDS (15: how often the queue page refreshes);
+SANIC_PROXIES_COUNT (unset: the client's address is the connection's; set it to the number of proxies in
+front of the app, only when nothing reaches it directly, so that login throttling and the audit log see
+the client's address from X-Forwarded-For instead of the proxy's); TRIAGE_NOTIFY_URL and
+TRIAGE_NOTIFY_SECRET (bot/careteam/notifier.py).
+
+Log records are one line each (bot/logging_safety.py, installed when `bot` is imported).
 """
 
 from __future__ import annotations
@@ -98,6 +105,7 @@ def _serve(host: str, port: int) -> int:
         secure_cookies=_env_flag("TRIAGE_CARETEAM_SECURE_COOKIES", True),
         policy=Policy(idle=dt.timedelta(minutes=idle)),
         notifier=NotifierSettings.from_env(),
+        refresh_s=max(int(os.environ.get("TRIAGE_CARETEAM_REFRESH_SECONDS", "15")), 1),
     )
     app = create_app(settings)
     app.run(host=host, port=port, access_log=False, motd=False)

@@ -5,7 +5,14 @@ the accounts and the notification outbox.
 Sanic (already serving the assistant) with Jinja2 templates (autoescaped). Every page needs a login
 except /login and /health; every form that changes something carries the session's CSRF token and is
 refused without it (or from another origin). Responses forbid framing, caching and inline script.
-Every page view and action is written to the audit log with the user, the patient and the time.
+Every page view and action is written to the audit log with the user, the patient, the address and
+the time; so is every refused request of a logged-in user, and an export only once it was made.
+
+The queue's auto-refresh marks its requests (`X-Triage-Auto-Refresh`), and they do not restart the
+session's idle clock: an unattended screen is logged out, and the page then says so. Error banners
+show fixed messages chosen by a code, never text from the address bar. CSV cells are neutralised for
+spreadsheets (`_cell`). Client addresses come from Sanic: the peer, or with `SANIC_PROXIES_COUNT` set
+(only when every request comes through that many proxies) the forwarded client address.
 
 Started by `python -m bot.careteam serve` (and by `make run`); see bot/careteam/__main__.py for settings.
 """
@@ -19,6 +26,7 @@ import datetime as dt
 import io
 import logging
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -30,18 +38,44 @@ from sanic import Request, Sanic, response
 from sanic.exceptions import NotFound, SanicException
 from sanic.response import HTTPResponse
 
-from bot.careteam.accounts import Accounts, Policy, Session, csrf_ok
+from bot.careteam.accounts import Accounts, Gate, Policy, Session, csrf_ok
 from bot.careteam.notifier import Notifier, NotifierSettings
 from bot.careteam.recorder import Recorder
-from bot.careteam.store import STATUSES, EscalationError, EscalationStore, Query, utcnow
+from bot.careteam.store import PAGE_SIZE, STATUSES, EscalationError, EscalationStore, Page, Query, utcnow
 from bot.careteam.transcript import transcript
 from bot.database import create_engine
+from bot.logging_safety import UNSAFE_CATEGORIES, visible
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "triage_careteam_session"
 LOGIN_COOKIE = "triage_careteam_login"
+#: Sent by the queue page's own refresh (static/queue.js): not a user action, so the idle clock keeps running.
+AUTO_REFRESH_HEADER = "X-Triage-Auto-Refresh"
+#: The same view by the same user within this time is one audit entry (the queue refreshes every 15 s).
+AUDIT_FOLD = dt.timedelta(minutes=5)
+#: Banners on the escalation page, by the code in `?error=`; any other code shows nothing.
+CHANGE_ERRORS = {
+    "note_required": "Say how it was resolved: a note is required.",
+    "note_empty": "The note was empty: nothing was added.",
+    "already_acknowledged": "Someone has acknowledged it already: the page now shows who.",
+    "already_resolved": "It is resolved already: the page now shows who resolved it.",
+    "changed": "It changed while you were reading: check the page again, then retry.",
+    "not_saved": "That change was not saved: reload the page and try again.",
+}
+#: Which code an EscalationError from the store gets, by a phrase of its message (first match wins).
+_ERROR_CODES = (
+    ("note is required", "note_required"),
+    ("note is empty", "note_empty"),
+    ("already acknowledged", "already_acknowledged"),
+    ("already resolved", "already_resolved"),
+    ("changed meanwhile", "changed"),
+)
+#: Login page messages, by `?ended=`.
+LOGIN_NOTICES = {"session": "Your session ended (no activity for a while, or logged out elsewhere): log in again."}
 MAX_NOTE = 2000
+#: Highest queue page number read from a request (a larger one shows this page, empty).
+MAX_PAGE = 100_000
 LEVELS = ("emergency", "call_now", "unclear")
 LEVEL_WORDS = {"emergency": "Emergency", "call_now": "Call now", "unclear": "Unclear", "mention": "Mention"}
 CHANNELS = ("web", "sms")
@@ -92,7 +126,9 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
         return response.html(templates.get_template(template).render(**values), status=status)
 
     def address(request: Request) -> str:
-        return str(request.ip or request.remote_addr or "unknown")[:64]
+        # remote_addr is the client named by the proxies' X-Forwarded-For when SANIC_PROXIES_COUNT is set
+        # (empty otherwise); ip is the peer, which behind a proxy is the proxy for everyone.
+        return visible(str(request.remote_addr or request.ip or "unknown"))[:64]
 
     async def db(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -101,18 +137,22 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
         def decorate(handler: Handler) -> Handler:
             @wraps(handler)
             async def wrapper(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-                session = await db(accounts.session, request.cookies.get(SESSION_COOKIE))
+                cookie = request.cookies.get(SESSION_COOKIE)
+                user_action = request.headers.get(AUTO_REFRESH_HEADER) != "1"
+                session = await db(accounts.session, cookie, touch=user_action)
                 if session is None:
                     if request.headers.get("X-Requested-With") == "fetch" or request.method != "GET":
                         return response.text("Your session has ended: log in again.", status=401)
-                    return response.redirect("/login")
+                    return response.redirect("/login?ended=session" if cookie else "/login")
+                where, path = address(request), visible(request.path)
                 if admin and not session.user.is_admin:
-                    await db(accounts.audit, session.user.username, "denied", detail=request.path)
+                    await db(accounts.audit, session.user.username, "denied", detail=path, address=where)
                     return page("error.html", status=403, session=session, message="Only an admin may see this.")
                 if request.method == "POST" and not _same_origin(request):
+                    await db(accounts.audit, session.user.username, "origin_refused", detail=path, address=where)
                     return page("error.html", status=403, session=session, message="Request from another site.")
                 if request.method == "POST" and not csrf_ok(session, request.form.get("csrf_token")):
-                    await db(accounts.audit, session.user.username, "csrf_refused", detail=request.path)
+                    await db(accounts.audit, session.user.username, "csrf_refused", detail=path, address=where)
                     return page(
                         "error.html", status=403, session=session, message="The form had expired: reload and try again."
                     )
@@ -135,20 +175,24 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
 
     @app.get("/login")
     async def login_page(request: Request) -> HTTPResponse:
-        return _login_form(page, settings, message="")
+        return _login_form(page, settings, message="", notice=LOGIN_NOTICES.get(request.args.get("ended", ""), ""))
 
     @app.post("/login")
     async def login(request: Request) -> HTTPResponse:
         sent = request.form.get("csrf_token") or ""
         expected = request.cookies.get(LOGIN_COOKIE) or ""
-        if not (sent and expected and secrets.compare_digest(sent, expected)) or not _same_origin(request):
-            return _login_form(page, settings, "The form had expired: try again.", status=403)
-        username = (request.form.get("username") or "").strip().lower()[:64]
-        password = request.form.get("password") or ""
+        username = visible((request.form.get("username") or "").strip().lower())[:64]
         where = address(request)
-        if await db(accounts.throttled, username, where):
+        if not (sent and expected and secrets.compare_digest(sent, expected)) or not _same_origin(request):
+            await db(accounts.audit, username or "-", "login_refused", address=where)
+            return _login_form(page, settings, "The form had expired: try again.", status=403)
+        password = request.form.get("password") or ""
+        gate: Gate = await db(accounts.gate, username, where)
+        if gate.refused:
             await db(accounts.audit, username or "-", "login_throttled", address=where)
-            return _login_form(page, settings, "Too many failed attempts: wait 15 minutes and try again.", 429)
+            return _throttled(page, settings, gate)
+        # A flood of failures slows every attempt, known name or not, rather than locking anyone out.
+        await asyncio.sleep(gate.delay_s)
         user = await db(accounts.authenticate, username, password, where)
         if user is None:
             await db(accounts.audit, username or "-", "login_failed", address=where)
@@ -171,38 +215,54 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
 
     # -- the queue ----------------------------------------------------------------------------------
 
+    # One page of rows at a time, always with the total: the queue never hides rows without saying so.
     @app.get("/")
     @login_required()
     async def queue(request: Request) -> HTTPResponse:
-        query = _query(request)
-        items = await db(store.queue, query)
-        await audit(request, "view_queue", detail=_describe(query))
-        return page("queue.html", session=request.ctx.session, items=items, query=query, levels=LEVELS,
-                    channels=CHANNELS, statuses=("open", *STATUSES, "all"), now=utcnow())  # fmt: skip
+        query = _paged(request)
+        listing = await db(store.page, query)
+        await audit(request, "view_queue", detail=f"{_describe(query)}; page {listing.number}")
+        return page("queue.html", session=request.ctx.session, items=listing.items, listing=listing, query=query,
+                    levels=LEVELS, channels=CHANNELS, statuses=("open", *STATUSES, "all"), now=utcnow())  # fmt: skip
 
     @app.get("/queue/rows")
     @login_required()
     async def queue_rows(request: Request) -> HTTPResponse:
-        # The open queue page refreshing itself: the same view, so not audited again.
-        items = await db(store.queue, _query(request))
-        return page("_rows.html", items=items, now=utcnow())
+        # Rows of patients, so audited like the page; the page refreshing itself every few seconds folds
+        # into one entry per view and AUDIT_FOLD, whatever the request says it is. The range and the
+        # total travel in headers, for the page's "showing 1-50 of 612" line.
+        query = _paged(request)
+        listing = await db(store.page, query)
+        session: Session = request.ctx.session
+        await db(accounts.audit_view, session.user.username, "view_queue_rows",
+                 f"{_describe(query)}; page {listing.number}", address(request), AUDIT_FOLD,
+                 same_as=("view_queue",))  # fmt: skip
+        answer = page("_rows.html", items=listing.items, now=utcnow())
+        answer.headers.update(_range_headers(listing))
+        return answer
 
     @app.get("/export.csv")
     @login_required()
     async def export(request: Request) -> HTTPResponse:
         query = _query(request)
-        items = await db(store.queue, Query(query.status, query.level, query.channel, query.search, limit=100_000))
+        try:
+            items = await db(store.queue, Query(query.status, query.level, query.channel, query.search, limit=100_000))
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(CSV_COLUMNS)
+            for item in items:
+                writer.writerow([_cell(value) for value in (
+                    item.id, item.sender_id, item.channel, item.level, item.status, "; ".join(item.terms),
+                    item.message_count, item.first_message_at.isoformat(), item.last_message_at.isoformat(),
+                    item.acknowledged_by or "", item.acknowledged_at.isoformat() if item.acknowledged_at else "",
+                    item.resolved_by or "", item.resolved_at.isoformat() if item.resolved_at else "",
+                )])  # fmt: skip
+        except Exception as error:
+            # The audit log says what left the app: a failed export is recorded as failed, with no rows.
+            await audit(request, "export_csv_failed", detail=f"{type(error).__name__}; {_describe(query)}")
+            raise
+        # Recorded before the file is handed over: if the audit cannot be written, nothing is exported.
         await audit(request, "export_csv", detail=f"{len(items)} rows; {_describe(query)}")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        for item in items:
-            writer.writerow([_cell(value) for value in (
-                item.id, item.sender_id, item.channel, item.level, item.status, "; ".join(item.terms),
-                item.message_count, item.first_message_at.isoformat(), item.last_message_at.isoformat(),
-                item.acknowledged_by or "", item.acknowledged_at.isoformat() if item.acknowledged_at else "",
-                item.resolved_by or "", item.resolved_at.isoformat() if item.resolved_at else "",
-            )])  # fmt: skip
         stamp = utcnow().strftime("%Y%m%d-%H%M")
         return response.text(
             buffer.getvalue(),
@@ -226,7 +286,7 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
         await audit(request, "view_transcript", patient=item.sender_id, escalation_id=item.id)
         return page("escalation.html", session=request.ctx.session, item=item, turns=turns, history=history,
                     escalated_ids=escalated_ids, recorded=recorded, now=utcnow(),
-                    error=request.args.get("error", "")[:200])  # fmt: skip
+                    error=CHANGE_ERRORS.get(request.args.get("error", ""), ""))  # fmt: skip
 
     async def change(request: Request, escalation_id: int, action: str) -> HTTPResponse:
         note = (request.form.get("note") or "").strip()[:MAX_NOTE]
@@ -240,7 +300,8 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
             else:
                 await db(store.add_note, escalation_id, user, note)
         except EscalationError as error:
-            return response.redirect(f"/escalations/{escalation_id}?error={_quote(str(error))}")
+            await audit(request, f"{action}_refused", escalation_id=escalation_id, detail=_error_code(error))
+            return response.redirect(f"/escalations/{escalation_id}?error={_error_code(error)}")
         await audit(request, action, patient=item.sender_id, escalation_id=escalation_id, detail=note)
         return response.redirect(f"/escalations/{escalation_id}")
 
@@ -321,10 +382,22 @@ async def _drain_spool(recorder: Recorder, stop: asyncio.Event, every_s: float =
             await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
-def _login_form(page: Callable[..., HTTPResponse], settings: Settings, message: str, status: int = 200) -> HTTPResponse:
+def _login_form(
+    page: Callable[..., HTTPResponse], settings: Settings, message: str, status: int = 200, notice: str = ""
+) -> HTTPResponse:
     token = secrets.token_urlsafe(32)
-    answer = page("login.html", status=status, csrf_token=token, message=message, session=None)
+    answer = page("login.html", status=status, csrf_token=token, message=message, notice=notice, session=None)
     _set_cookie(answer, LOGIN_COOKIE, token, settings)
+    return answer
+
+
+def _throttled(page: Callable[..., HTTPResponse], settings: Settings, gate: Gate) -> HTTPResponse:
+    """429 with how long to wait. The same for every name, known or not, so it tells a guesser nothing."""
+    seconds = max(int((gate.retry_after or dt.timedelta()).total_seconds()) + 1, 1)
+    wait = f"{seconds} seconds" if seconds < 120 else f"{(seconds + 59) // 60} minutes"
+    message = f"Too many failed attempts from this computer: wait {wait} and try again."
+    answer = _login_form(page, settings, message, status=429)
+    answer.headers["Retry-After"] = str(seconds)
     return answer
 
 
@@ -359,6 +432,25 @@ def _query(request: Request) -> Query:
     )
 
 
+def _paged(request: Request) -> Query:
+    """The filters of `_query` and the page asked for (`?page=2`), `PAGE_SIZE` rows a page."""
+    try:
+        number = max(int(request.args.get("page", "1")), 1)
+    except ValueError:
+        number = 1
+    query = _query(request)
+    return Query(query.status, query.level, query.channel, query.search, limit=PAGE_SIZE,
+                 offset=min(number - 1, MAX_PAGE) * PAGE_SIZE)  # fmt: skip
+
+
+def _range_headers(listing: Page) -> dict[str, str]:
+    return {
+        "X-Total-Count": str(listing.total),
+        "X-Showing": f"{listing.first}-{listing.last}",
+        "X-Page": f"{listing.number}/{listing.pages}",
+    }
+
+
 def _describe(query: Query) -> str:
     parts = [f"status={query.status}"]
     parts += [f"{key}={value}" for key, value in (("level", query.level), ("channel", query.channel)) if value]
@@ -367,16 +459,35 @@ def _describe(query: Query) -> str:
     return "; ".join(parts)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (Excel, LibreOffice, Google Sheets;
+#: ";" separates arguments in some locales' formulas), after NFKC, which turns the fullwidth and small
+#: forms ("＝", "﹢", "＠") into these.
+_FORMULA_STARTS = frozenset("=+-@;\t\r\n")
+
+
 def _cell(value: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula."""
+    """A CSV cell a spreadsheet shows as text: never a formula, no control characters.
+
+    Control characters (a NUL in a patient id made the csv module fail the whole export) are written
+    as visible escapes (`\\x00`). A cell is prefixed with "'" when its first character, or the first
+    after leading spaces and invisible characters, reads as a formula start once NFKC-normalised, and
+    also whenever it starts with a space or an invisible character: spreadsheets differ in what they
+    skip before looking for "=", and a clinician's patient id never needs to.
+    """
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    if not text:
+        return text
+    first = text[0]
+    hidden_start = first.isspace() or unicodedata.category(first) in UNSAFE_CATEGORIES or not first.isprintable()
+    shown = visible(text)
+    if hidden_start or unicodedata.normalize("NFKC", text.lstrip()[:8])[:1] in _FORMULA_STARTS:
+        return "'" + shown
+    return shown
 
 
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text[:200], safe="")
+def _error_code(error: EscalationError) -> str:
+    message = str(error)
+    return next((code for phrase, code in _ERROR_CODES if phrase in message), "not_saved")
 
 
 def _plain_error(status: int) -> str:
