@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from playwright.sync_api import Browser, expect
 
 from bot.careteam.app import CHANGE_ERRORS, LOGIN_NOTICES, _cell
 from bot.careteam.store import escalations
 from bot.logging_safety import installed, visible
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHOTS
 from tests.test_careteam_app import PASSWORD, App, Client, triage
 from tools import serve
 
@@ -185,10 +186,29 @@ def test_the_auto_refresh_does_not_keep_an_unattended_screen_logged_in(tmp_path:
         serve.stop(process)
 
 
-def test_the_queue_script_marks_its_refresh_and_says_the_session_ended(direct: App) -> None:
-    _, _, script = direct.client().get("/static/queue.js")
-    assert '"X-Triage-Auto-Refresh": "1"' in script
-    assert 'window.location.assign("/login?ended=session")' in script
+def test_an_unattended_queue_page_logs_itself_out_and_says_so(browser: Browser, tmp_path: Path) -> None:
+    """In a real browser: the queue page refreshing itself every second does not keep the session
+    alive past the idle time; the page then shows the login form with the reason."""
+    quick = App(tmp_path)
+    quick.accounts.add_user("nurse", PASSWORD)
+    quick.store.record("sms:+15550001", "sms", "m1", "my son has a fever", triage("call_now", "fever", "fever"))
+    process = start(quick, TRIAGE_CARETEAM_IDLE_MINUTES="0.05", TRIAGE_CARETEAM_REFRESH_SECONDS="1")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        base = f"http://localhost:{quick.port}"
+        page.goto(f"{base}/login")
+        page.get_by_label("Username").fill("nurse")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#queue-rows")).to_contain_text("sms:+15550001")
+        expect(page).to_have_url(f"{base}/login?ended=session", timeout=10_000)
+        expect(page.get_by_role("status")).to_have_text(LOGIN_NOTICES["session"])
+        expect(page.get_by_text("sms:+15550001")).to_have_count(0)
+        page.screenshot(path=str(SHOTS / "careteam-session-ended.png"), full_page=True)
+    finally:
+        context.close()
+        serve.stop(process)
 
 
 # -- the audit log -------------------------------------------------------------------------------
