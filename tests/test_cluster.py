@@ -7,6 +7,7 @@ the replicas take turns), as DESIGN.md asks of a deployment that cannot route a 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import urllib.error
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import SMS_AUTH_TOKEN
+from tools import cluster as cluster_tool
 from tools.cluster import Cluster, Layout, cluster, required_binaries, write_nginx_config
 
 pytestmark = pytest.mark.integration
@@ -226,3 +228,31 @@ def test_the_nginx_configuration_for_three_replicas_and_two_action_servers_is_va
     command = [required_binaries().nginx, "-t", "-p", str(config.parent), "-c", str(config)]
     checked = subprocess.run([*command, "-e", str(layout.logs / "t.log")], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_stores_refuse_clients_without_this_runs_secrets(running: Cluster) -> None:
+    """PostgreSQL (SCRAM) and Redis (requirepass) ask for passwords made for this run; the replicas share
+    a random session secret; what is printed shows none of them."""
+    database = sa.engine.make_url(running.db_url)
+    redis = urllib.parse.urlsplit(running.redis_url)
+    assert database.password and redis.password and len(running.env["TRIAGE_SESSION_SECRET"]) >= 32
+    for password in (None, "not-the-password"):
+        engine = sa.create_engine(database.set(password=password), future=True)
+        with pytest.raises(sa.exc.OperationalError, match="password"):
+            engine.connect()
+        engine.dispose()
+    with socket.create_connection(("127.0.0.1", int(redis.port or 0)), timeout=5) as connection:
+        connection.sendall(b"GET anything\r\n")
+        assert connection.recv(200).startswith(b"-NOAUTH")
+    printed = cluster_tool.describe(running)
+    for secret in (database.password, redis.password, running.env["TRIAGE_SESSION_SECRET"]):
+        assert secret not in printed
+    # Behind nginx, no origin is let in by CORS unless configured (TRIAGE_CORS_ORIGINS).
+    request = urllib.request.Request(running.rest_url, method="OPTIONS", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            allowed = answer.headers.get("Access-Control-Allow-Origin")
+    except urllib.error.HTTPError as error:
+        allowed = error.headers.get("Access-Control-Allow-Origin")
+    assert allowed is None

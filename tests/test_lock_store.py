@@ -1,10 +1,12 @@
 """The conversation lock shared by Rasa replicas (bot/lock_store.py), on a real redis-server: clients that
 want one conversation at the same moment get it one at a time, none is refused, and the lock is gone
-when the last one is done. Each client has a connection of its own, as each replica has."""
+when the last one is done. Each client has a connection of its own, as each replica has. The server asks
+for a password, as the cluster's does (tools/cluster.py), and a client without it is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,8 +19,10 @@ from rasa.core.lock_store import LockError
 from rasa.utils.endpoints import EndpointConfig
 
 from bot.lock_store import AtomicRedisLockStore
-from tools.cluster import SYSTEM_PATH
+from tools.cluster import SYSTEM_PATH, write_redis_config
 from tools.pgserver import free_port
+
+PASSWORD = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +32,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         pytest.fail("redis-server is missing: `make test` installs Debian's redis-server package", pytrace=False)
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-    )
+    server = subprocess.Popen([binary, str(write_redis_config(folder, port, PASSWORD))], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -49,7 +50,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def store(port: int) -> AtomicRedisLockStore:
     # As Rasa builds it from endpoints.yml (type: bot.lock_store.AtomicRedisLockStore).
-    return AtomicRedisLockStore(endpoint_config=EndpointConfig(url="127.0.0.1", port=port, db=1))
+    return AtomicRedisLockStore(endpoint_config=EndpointConfig(url="127.0.0.1", port=port, db=1, password=PASSWORD))
 
 
 def test_simultaneous_clients_take_turns_and_none_is_refused(redis_port: int) -> None:
@@ -114,8 +115,17 @@ def test_cleanup_keeps_the_lock_while_another_ticket_waits(redis_port: int) -> N
 
 
 def test_the_rasa_key_format_is_kept(redis_port: int) -> None:
-    lock_store = AtomicRedisLockStore(host="127.0.0.1", port=redis_port, db=1, key_prefix="triage")
+    lock_store = AtomicRedisLockStore(host="127.0.0.1", port=redis_port, db=1, password=PASSWORD, key_prefix="triage")
     lock_store.issue_ticket("patient-4", lock_lifetime=30)
     assert lock_store.red.get("triage:lock:patient-4") is not None
     lock_store.cleanup("patient-4", 0)
     assert lock_store.red.get("triage:lock:patient-4") is None
+
+
+def test_a_client_without_the_password_is_refused(redis_port: int) -> None:
+    for password in (None, "not-the-password"):
+        stranger = AtomicRedisLockStore(endpoint_config=EndpointConfig(url="127.0.0.1", port=redis_port, db=1,
+                                                                       password=password))  # fmt: skip
+        with pytest.raises(LockError):
+            stranger.issue_ticket("patient-5", lock_lifetime=30)
+    assert store(redis_port).get_lock("patient-5") is None

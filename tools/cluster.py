@@ -1,8 +1,15 @@
 """The scale-out deployment on loopback, in Rasa's own scaling model: several Rasa replicas that share a
 PostgreSQL tracker store and a Redis lock store (bot/lock_store.py), behind nginx, with the action
 server, the care-team app and the escalation store on the same database. Everything listens on
-127.0.0.1 (the action server binds every interface: rasa_sdk has no option for it), on free ports,
-with its files in one working folder.
+127.0.0.1 (the action server through SANIC_HOST), on free ports, with its files in one working folder.
+
+Loopback is not a boundary on a shared host, so the stores ask for secrets made for each run: PostgreSQL
+authenticates every connection with a random password (SCRAM-SHA-256, tools/pgserver.py), Redis with
+`requirepass` (a random password in an owner-only configuration file, not on a command line), and the
+replicas share a random TRIAGE_SESSION_SECRET (the conversation ids one replica issues, another accepts;
+bot/channels/sessions.py). The URLs the processes get carry the passwords; the endpoints file names
+only the variable (TRIAGE_REDIS_PASSWORD), and what is printed masks them. CORS as for `make run`
+(TRIAGE_CORS_ORIGINS, none by default).
 
     python -m tools.cluster [--replicas 2] [--port 8080]     # make cluster; Ctrl-C stops it
 
@@ -23,7 +30,8 @@ store), nginx/nginx.conf, logs/ (one file per process, kept after a stop), spool
 The database lives in a temporary folder and is deleted at the stop.
 
 Settings as for `make run` (tools/serve.py: TRIAGE_EMERGENCY_NUMBER, TWILIO_AUTH_TOKEN, ...), except that
-the cluster sets TRIAGE_DB_URL, TRIAGE_ACTION_URL, TRIAGE_SPOOL_DIR, TRIAGE_SMS_PUBLIC_URL (nginx's
+the cluster sets TRIAGE_DB_URL, TRIAGE_REDIS_PASSWORD, TRIAGE_SESSION_SECRET, TRIAGE_ACTION_URL,
+TRIAGE_SPOOL_DIR, TRIAGE_SMS_PUBLIC_URL (nginx's
 SMS webhook: Twilio signs the URL it posts to) and SANIC_PROXIES_COUNT=1 (the client's address from
 nginx's X-Forwarded-For, for the per-address rate limit). TICKET_LOCK_LIFETIME (Rasa's, 60 s) is how
 long a conversation's lock may be held.
@@ -36,6 +44,8 @@ import contextlib
 import grp
 import os
 import pwd
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -230,6 +240,9 @@ def cluster(
     env["TRIAGE_ACTION_URL"] = f"http://127.0.0.1:{layout.actions_entry}/webhook"
     env["TRIAGE_SPOOL_DIR"] = str(layout.workdir / "spool")
     env["TRIAGE_SMS_PUBLIC_URL"] = f"{layout.url}/webhooks/sms/webhook"
+    # Secrets of this run: every replica must hold the same session secret (an id one issues, all accept).
+    env["TRIAGE_SESSION_SECRET"] = secrets.token_urlsafe(32)
+    env["TRIAGE_REDIS_PASSWORD"] = secrets.token_urlsafe(24)
     # Sanic's setting: the client's address is the last one nginx adds to X-Forwarded-For, so that the
     # per-address rate limit (bot/channels/limits.py) counts patients, not nginx.
     env["SANIC_PROXIES_COUNT"] = "1"
@@ -246,7 +259,7 @@ def cluster(
             yield Cluster(
                 url=layout.url,
                 db_url=env["TRIAGE_DB_URL"],
-                redis_url=f"redis://127.0.0.1:{layout.redis}/{REDIS_LOCK_DB}",
+                redis_url=f"redis://:{env['TRIAGE_REDIS_PASSWORD']}@127.0.0.1:{layout.redis}/{REDIS_LOCK_DB}",
                 replica_urls=tuple(f"http://127.0.0.1:{p}" for p in layout.replicas),
                 action_urls=tuple(f"http://127.0.0.1:{p}" for p in layout.actions),
                 careteam_url=f"http://localhost:{layout.careteam}",
@@ -263,10 +276,10 @@ def cluster(
 def _start(fleet: Fleet, layout: Layout, binaries: Binaries, env: dict[str, str], endpoints: Path) -> None:
     python, rasa = str(serve.VENV_BIN / "python"), str(serve.VENV_BIN / "rasa")
     redis_dir = layout.workdir / "redis"
-    redis_dir.mkdir(exist_ok=True)
-    fleet.spawn("redis", [binaries.redis, "--bind", "127.0.0.1", "--port", str(layout.redis), "--save", "",
-                          "--appendonly", "no", "--dir", str(redis_dir), "--daemonize", "no"], env)  # fmt: skip
-    wait_for_redis(layout.redis, fleet)
+    redis_dir.mkdir(mode=0o700, exist_ok=True)
+    config = write_redis_config(redis_dir, layout.redis, env["TRIAGE_REDIS_PASSWORD"])
+    fleet.spawn("redis", [binaries.redis, str(config)], env)
+    wait_for_redis(layout.redis, fleet, env["TRIAGE_REDIS_PASSWORD"])
 
     for number, port in enumerate(layout.actions, 1):
         fleet.spawn(f"actions-{number}", [rasa, "run", "actions", "--actions", "bot.actions", "--port", str(port)], env)
@@ -280,10 +293,13 @@ def _start(fleet: Fleet, layout: Layout, binaries: Binaries, env: dict[str, str]
     fleet.processes = [(name, p) for name, p in fleet.processes if name != "schema"]
 
     fleet.spawn("careteam", [python, "-m", "bot.careteam", "serve", "--port", str(layout.careteam)], env)
+    origins = serve.cors_origins(env)
+    cors = ["--cors", *origins] if origins else []
     for number, port in enumerate(layout.replicas, 1):
+        # On loopback whatever TRIAGE_RASA_HOST says: nginx is the cluster's front door.
         fleet.spawn(f"rasa-{number}", [rasa, "run", "--model", str(serve.MODEL), "--endpoints", str(endpoints),
                                        "--credentials", "credentials.yml", "--interface", "127.0.0.1",
-                                       "--port", str(port), "--cors", "*"], env)  # fmt: skip
+                                       "--port", str(port), *cors], env)  # fmt: skip
     for number, port in enumerate(layout.actions, 1):
         fleet.wait_ready(f"actions-{number}", f"http://127.0.0.1:{port}/health")
     fleet.wait_ready("careteam", f"http://127.0.0.1:{layout.careteam}/health")
@@ -328,15 +344,32 @@ def check_memory(replicas: int) -> None:
         )
 
 
-def wait_for_redis(port: int, fleet: Fleet, timeout: float = 30.0) -> None:
+def write_redis_config(folder: Path, port: int, password: str) -> Path:
+    """redis-server's configuration, owner-only: loopback, no persistence, and the password (in a file,
+    since a command line is visible to every local user)."""
+    path = folder / "redis.conf"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(f'bind 127.0.0.1\nport {port}\nsave ""\nappendonly no\ndir {folder}\ndaemonize no\n'
+                     f"protected-mode yes\nrequirepass {password}\n")  # fmt: skip
+    return path
+
+
+def wait_for_redis(port: int, fleet: Fleet, password: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if "redis" in fleet.exited():
             break
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(64).startswith(b"+PONG"):
+                connection.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    chunk = connection.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                if answer == b"+OK\r\n+PONG\r\n":
                     return
         except OSError:
             pass
@@ -348,7 +381,9 @@ def write_endpoints(path: Path, lock_store: str, redis_port: int) -> Path:
     """The project's endpoints.yml (action server, tracker store) plus the Redis lock store, which makes
     the replicas take turns on one conversation wherever its messages land."""
     endpoints: dict[str, Any] = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
-    endpoints["lock_store"] = {"type": lock_store, "url": "127.0.0.1", "port": redis_port, "db": REDIS_LOCK_DB}
+    # The password by name: Rasa fills ${...} from the replicas' environment, so no file holds it.
+    endpoints["lock_store"] = {"type": lock_store, "url": "127.0.0.1", "port": redis_port, "db": REDIS_LOCK_DB,
+                               "password": "${TRIAGE_REDIS_PASSWORD}"}  # fmt: skip
     header = "# Generated by tools/cluster.py from endpoints.yml: the same endpoints plus the Redis lock store.\n"
     path.write_text(header + yaml.safe_dump(endpoints, sort_keys=False), encoding="utf-8")
     return path
@@ -497,6 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***: the secrets of a run are not printed."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def describe(running: Cluster) -> str:
     base = running.url
     return (
@@ -510,8 +550,8 @@ def describe(running: Cluster) -> str:
         f"  replicas       {' '.join(running.replica_urls)}\n"
         f"  actions        {' '.join(u + '/health' for u in running.action_urls)}\n"
         f"  care team      {running.careteam_url}/\n"
-        f"  database       {running.db_url}\n"
-        f"  lock store     {running.redis_url}\n"
+        f"  database       {masked(running.db_url)}\n"
+        f"  lock store     {masked(running.redis_url)}\n"
         f"  logs           {running.logs}/\n"
         f"Press Ctrl-C to stop.\n"
     )

@@ -5,14 +5,17 @@ a unix socket inside that folder), for the tests (tests/postgres.py) and the sca
 The server binaries are Debian's (`/usr/lib/postgresql/<version>/bin`, the newest version found);
 `make test` and `make cluster` install the `postgresql` package when they are missing. initdb and the
 server refuse to run as root, so under root the cluster belongs to the `postgres` system user and its
-commands run through `runuser`. Local connections are trusted: the cluster lives only as long as the
-process that started it, on the loopback address, in a folder only its owner can enter.
+commands run through `runuser`. Every connection, over TCP or the unix socket, authenticates with a
+password (SCRAM-SHA-256): a random one per server, made at its start and carried in its URLs. Loopback
+is not a boundary on a shared host: any local user or process could otherwise connect as the
+superuser and read every conversation.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -56,6 +59,8 @@ class Server:
     #: The database `start` creates, and the default of `url`.
     database: str = DATABASE
     settings: tuple[str, ...] = SERVER_SETTINGS
+    #: The superuser's password (random per server); in every URL this server gives.
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     _as_postgres: bool = field(default=False, init=False)
 
     @property
@@ -67,7 +72,8 @@ class Server:
         return self.folder / "server.log"
 
     def url(self, database: str | None = None) -> str:
-        return f"postgresql://{SYSTEM_USER}@127.0.0.1:{self.port}/{database or self.database}"
+        """The database's URL, with the password (token_urlsafe needs no quoting in a URL)."""
+        return f"postgresql://{SYSTEM_USER}:{self.password}@127.0.0.1:{self.port}/{database or self.database}"
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", SYSTEM_USER, "--"] if self._as_postgres else []
@@ -80,8 +86,18 @@ class Server:
         self._as_postgres = os.getuid() == 0
         if self._as_postgres:
             shutil.chown(self.folder, SYSTEM_USER, SYSTEM_USER)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", SYSTEM_USER, "-A", "trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        # initdb reads the password from a file (never a command line, which other users can list).
+        password_file = self.folder / "password"
+        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.password + "\n")
+        if self._as_postgres:
+            shutil.chown(password_file, SYSTEM_USER, SYSTEM_USER)
+        try:
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", SYSTEM_USER, "--auth=scram-sha-256",
+                      f"--pwfile={password_file}", "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        finally:
+            password_file.unlink()
         # A port found free may be taken before the server binds it; another one is tried then.
         for attempt in range(3):
             self.port = free_port()

@@ -11,6 +11,17 @@ Settings (environment, with defaults): TRIAGE_RASA_PORT 5005, TRIAGE_ACTIONS_POR
 TRIAGE_CARETEAM_PORT 5006, TRIAGE_DB (var/triage.db), TRIAGE_DB_DIALECT (sqlite), TRIAGE_SPOOL_DIR
 (var/spool), TRIAGE_EMERGENCY_NUMBER (911), TRIAGE_CARE_TEAM_PHONE, TRIAGE_NOTIFY_URL and
 TRIAGE_NOTIFY_SECRET (care-team notifications; off when empty).
+
+Where the servers listen: every server on 127.0.0.1 (loopback) only. TRIAGE_RASA_HOST (127.0.0.1) is the
+address of the Rasa server, the one with the patient webhooks: set it (e.g. 0.0.0.0) only for a proxy on
+another host. The action server stays on loopback (SANIC_HOST): it records escalations from any tracker
+it is sent. CORS: TRIAGE_CORS_ORIGINS (none) lists the origins, separated by spaces or commas, whose
+pages may call the Rasa server from a browser (Rasa's --cors); the chat page is served by the Rasa
+server itself and needs none. `*` is refused: it would let any site's page talk to the webhooks.
+
+This process only supervises: it imports neither Rasa nor spaCy (nor TensorFlow through them). The
+language assets and the care-team account check run in child processes, so that the supervisor holds
+a few megabytes rather than the servers' half gigabyte.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ TRAINING_INPUTS = ("config.yml", "domain.yml", "bot/data", "knowledge", "bot/tri
 READY_TIMEOUT_S = 180.0
 PRIVATE = 0o077
 MAX_REQUEST_BYTES = 1024 * 1024
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     env.setdefault("SANIC_HOST", "127.0.0.1")
     env["PYTHONPATH"] = str(ROOT)
     env["TRIAGE_SPACY_MODEL"] = str(ROOT / "build" / "assets" / "spacy_en_lookup")
-    env["TRIAGE_ACTION_URL"] = f"http://localhost:{ports.actions}/webhook"
+    env["TRIAGE_ACTION_URL"] = f"http://{LOOPBACK}:{ports.actions}/webhook"
     env.setdefault("TRIAGE_DB_DIALECT", "sqlite")
     if db is not None:
         env["TRIAGE_DB"] = str(db)
@@ -117,9 +129,10 @@ def inputs_digest() -> str:
 
 def ensure_model(env: dict[str, str]) -> Path:
     """Trains the model unless one exists for exactly the current inputs."""
-    from bot.triage import assets
-
-    assets.main([])  # the spaCy pipeline the NLU config points at
+    # The spaCy pipeline the NLU config points at, built if missing, in a child: importing spaCy here
+    # would load TensorFlow into this process for good.
+    subprocess.run([str(VENV_BIN / "python"), "-m", "bot.triage.assets"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
     digest = inputs_digest()
     if MODEL.is_file() and FINGERPRINT.is_file() and FINGERPRINT.read_text().strip() == digest:
         print(f"model is up to date: {MODEL.relative_to(ROOT)}", flush=True)
@@ -152,22 +165,41 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
 def start_actions(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     command = [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "bot.actions", "--port", str(ports.actions)]
     process = _spawn(command, env, log)
-    wait_until_ready(f"http://localhost:{ports.actions}/health", process)
+    wait_until_ready(f"http://{LOOPBACK}:{ports.actions}/health", process)
     return process
 
 
-def start_rasa(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    command = [str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
-               "--credentials", "credentials.yml", "--port", str(ports.rasa), "--cors", "*"]  # fmt: skip
-    process = _spawn(command, env, log)
-    wait_until_ready(f"http://localhost:{ports.rasa}/webhooks/rest/", process)
+def cors_origins(env: dict[str, str]) -> list[str]:
+    """TRIAGE_CORS_ORIGINS as a list; `*` is refused (any site's page could then post as a patient)."""
+    origins = env.get("TRIAGE_CORS_ORIGINS", "").replace(",", " ").split()
+    if "*" in origins:
+        raise SystemExit("TRIAGE_CORS_ORIGINS: '*' is not allowed; list the origins, e.g. https://clinic.example.org")
+    return origins
+
+
+def rasa_command(port: int, env: dict[str, str], endpoints: Path | str = "endpoints.yml") -> list[str]:
+    """`rasa run` bound to TRIAGE_RASA_HOST (loopback by default), CORS only for TRIAGE_CORS_ORIGINS."""
+    command = [str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", str(endpoints),
+               "--credentials", "credentials.yml", "--interface", env.get("TRIAGE_RASA_HOST") or LOOPBACK,
+               "--port", str(port)]  # fmt: skip
+    origins = cors_origins(env)
+    return [*command, "--cors", *origins] if origins else command
+
+
+def start_rasa(
+    ports: Ports, env: dict[str, str], log: Path | None = None, endpoints: Path | str = "endpoints.yml"
+) -> subprocess.Popen[bytes]:
+    process = _spawn(rasa_command(ports.rasa, env, endpoints), env, log)
+    host = env.get("TRIAGE_RASA_HOST") or LOOPBACK
+    probe = LOOPBACK if host in ("0.0.0.0", "::", "") else host  # nosec B104: only compared, never bound
+    wait_until_ready(f"http://{probe}:{ports.rasa}/webhooks/rest/", process)
     return process
 
 
 def start_careteam(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     command = [str(VENV_BIN / "python"), "-m", "bot.careteam", "serve", "--port", str(ports.careteam)]
     process = _spawn(command, env, log)
-    wait_until_ready(f"http://localhost:{ports.careteam}/health", process)
+    wait_until_ready(f"http://{LOOPBACK}:{ports.careteam}/health", process)
     return process
 
 
@@ -198,12 +230,20 @@ def running(
             stop(process)
 
 
+#: Run in a child: the account store's imports reach Rasa's (bot.database -> bot.tracker_store).
+_HAS_ACCOUNTS = """
+import sys
+from bot.careteam.accounts import Accounts
+from bot.database import create_engine, database_url
+sys.exit(0 if Accounts(create_engine(database_url())).users() else 3)
+"""
+
+
 def careteam_hint(env: dict[str, str]) -> str:
     """How to make the first account, when there is none yet."""
-    from bot.careteam.accounts import Accounts
-    from bot.database import create_engine, database_url
-
-    if Accounts(create_engine(database_url(env))).users():
+    done = subprocess.run([str(VENV_BIN / "python"), "-c", _HAS_ACCOUNTS], cwd=ROOT, env=env, check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=PRIVATE)  # fmt: skip
+    if done.returncode != 3:
         return ""
     return "(no accounts yet: .venv/bin/python -m bot.careteam add-user NAME --role admin)"
 
@@ -254,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  care team      http://localhost:{ports.careteam}/  {careteam_hint(env)}\n"
             f"  actions        http://localhost:{ports.actions}/webhook\n"
             f"  conversations  {env['TRIAGE_DB_DIALECT']}: {env['TRIAGE_DB']}\n"
+            f"  listening on   {env.get('TRIAGE_RASA_HOST') or LOOPBACK} (TRIAGE_RASA_HOST); CORS origins: "
+            f"{' '.join(cors_origins(env)) or 'none'} (TRIAGE_CORS_ORIGINS)\n"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )
