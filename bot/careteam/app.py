@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import math
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
@@ -393,7 +394,7 @@ def _login_form(
 
 def _throttled(page: Callable[..., HTTPResponse], settings: Settings, gate: Gate) -> HTTPResponse:
     """429 with how long to wait. The same for every name, known or not, so it tells a guesser nothing."""
-    seconds = max(int((gate.retry_after or dt.timedelta()).total_seconds()) + 1, 1)
+    seconds = max(math.ceil((gate.retry_after or dt.timedelta()).total_seconds()), 1)
     wait = f"{seconds} seconds" if seconds < 120 else f"{(seconds + 59) // 60} minutes"
     message = f"Too many failed attempts from this computer: wait {wait} and try again."
     answer = _login_form(page, settings, message, status=429)
