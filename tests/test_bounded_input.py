@@ -1,0 +1,190 @@
+"""Bounded input on every channel, against the real servers: the same limits and checks on REST,
+socket.io and SMS (bot/channels/inbound.py); no message holds up other patients; no input breaks a
+conversation for its later turns; patient text is never read as a command; characters that cannot be
+stored never reach the NLU."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import socketio
+
+from bot.careteam.store import EscalationStore, Query
+from bot.channels.inbound import MAX_MESSAGE_CHARS
+from tests.conftest import Assistant
+from tests.test_sms import sms, stored, text_of
+from tests.test_socketio import SocketPatient
+
+pytestmark = pytest.mark.integration
+COMMAND = '/greet{"symptom": "seizure"}'
+
+
+@pytest.fixture
+def patient(assistant: Assistant) -> Iterator[SocketPatient]:
+    opened = SocketPatient(assistant)
+    opened.session({})
+    yield opened
+    opened.close()
+
+
+def stored_bytes(assistant: Assistant, sender: str) -> int:
+    with sqlite3.connect(assistant.db) as db:
+        return int(
+            db.execute("select coalesce(sum(length(data)), 0) from events where sender_id = ?", (sender,)).fetchone()[0]
+        )
+
+
+def escalation_of(assistant: Assistant, sender: str) -> Any:
+    [escalation] = EscalationStore(f"sqlite:///{assistant.db}").queue(Query(search=sender))
+    return escalation
+
+
+# -- one message does not hold up the others -------------------------------------------------------
+
+
+def test_an_850_kb_socketio_message_does_not_hold_up_other_patients(assistant: Assistant) -> None:
+    assistant.say("waits-for-nobody", "hello")  # warm: the timing below is of one ordinary turn
+    started = time.monotonic()
+    assistant.say("waits-for-nobody", "she has a rash")
+    alone = time.monotonic() - started
+
+    flood = socketio.Client(reconnection=False)
+    flood.connect(f"http://localhost:{assistant.ports.rasa}", socketio_path="/socket.io", wait_timeout=20)
+    sent = threading.Event()
+
+    def send_huge() -> None:
+        try:
+            flood.emit("user_uttered", {"message": "my head hurts " * 60_000})  # 840,000 characters
+        finally:
+            sent.set()
+
+    try:
+        threading.Thread(target=send_huge, daemon=True).start()
+        assert sent.wait(30)
+        started = time.monotonic()
+        _, triage = assistant.say("waits-for-nobody", "and he threw up")
+        waited = time.monotonic() - started
+    finally:
+        flood.eio.disconnect(abort=True)  # without waiting for the long-poll in flight (see SocketPatient)
+    assert triage["level"] == "call_now"
+    print(f"\nREST turn alone {alone:.2f} s; while an 850 KB socket.io message arrived {waited:.2f} s")
+    assert waited < alone + 3.0, f"another patient waited {waited:.1f} s (alone: {alone:.1f} s)"
+
+
+# -- the same checks on socket.io as on REST -----------------------------------------------------
+
+
+def test_a_socketio_message_over_the_limit_gets_a_clear_reply_and_the_socket_goes_on(patient: SocketPatient) -> None:
+    texts, custom = patient.send({"message": "he had a seizure. " + "x" * MAX_MESSAGE_CHARS})
+    assert "longer than 5,000 characters" in texts[0] and "911" in texts[0]
+    assert "error" in custom
+    texts, custom = patient.send({"message": "he had a seizure"})
+    assert custom["triage"]["level"] == "emergency"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"message": 5},
+        {"message": ["fever"]},
+        {"message": {"text": "fever"}},
+        {"message": None},
+        {},
+        "fever",
+        ["fever"],
+        7,
+        None,
+    ],
+    ids=["number", "list", "object", "null", "no-message", "string-payload", "list-payload", "number-payload", "none"],
+)
+def test_a_socketio_message_that_is_not_text_gets_a_reply(patient: SocketPatient, payload: Any) -> None:
+    texts, custom = patient.send(payload)
+    assert texts and "write how you feel in words" in texts[0] and "911" in texts[0]
+    assert "error" in custom
+
+
+@pytest.mark.parametrize("metadata", ["{not json", "[1, 2]", 5, ["a"], {"x": "y" * 100_000}])
+def test_socketio_metadata_of_any_kind_is_dropped_and_the_message_answered(
+    assistant: Assistant, patient: SocketPatient, metadata: Any
+) -> None:
+    _, custom = patient.send({"message": "she keeps throwing up", "metadata": metadata})
+    assert custom["triage"]["level"] == "call_now"
+    assert stored_bytes(assistant, patient.confirmed[-1]) < 50_000
+
+
+def test_a_10000_character_socketio_session_id_is_not_accepted(patient: SocketPatient) -> None:
+    confirmed = patient.session({"session_id": "s" * 10_000})
+    assert confirmed.startswith("socketio:") and len(confirmed) < 100
+
+
+# -- REST metadata cannot break later turns ----------------------------------------------------
+
+
+def test_a_megabyte_of_rest_metadata_is_dropped_and_later_turns_still_work(assistant: Assistant) -> None:
+    name = f"meta-{uuid.uuid4().hex[:8]}"
+    body = {"sender": name, "message": "she has a fever", "metadata": {"blob": "m" * 900_000}}
+    status, messages = assistant.post(json.dumps(body).encode())
+    assert status == 200 and "safety_net" not in messages[-1]["custom"]["triage"]
+    for text in ("and a dry mouth", "and a rash", "is that serious?"):
+        body = {"sender": name, "message": text, "metadata": {"blob": "m" * 900_000}}
+        status, messages = assistant.post(json.dumps(body).encode())
+        assert status == 200
+        reply = "\n".join(m["text"] for m in messages if "text" in m)
+        assert "could not finish checking" not in reply and "safety_net" not in messages[-1]["custom"]["triage"]
+    assert stored_bytes(assistant, assistant.sender_id(name)) < 100_000
+
+
+# -- patient text is never a command ---------------------------------------------------------------
+
+
+def test_rest_text_that_looks_like_an_intent_command_is_triaged_as_words(assistant: Assistant) -> None:
+    text, triage = assistant.say("slash-rest", COMMAND)
+    assert text.startswith("Call emergency services now: 911.")
+    assert triage["level"] == "emergency" and "safety_net" not in triage
+    escalation = escalation_of(assistant, assistant.sender_id("slash-rest"))
+    assert (escalation.level, escalation.terms) == ("emergency", ["seizures"])
+
+
+def test_socketio_text_that_looks_like_an_intent_command_is_triaged_as_words(
+    assistant: Assistant, patient: SocketPatient
+) -> None:
+    texts, _ = patient.send({"message": "  " + COMMAND})
+    assert texts[0].startswith("Call emergency services now: 911.")
+    assert escalation_of(assistant, patient.confirmed[-1]).level == "emergency"
+
+
+def test_sms_text_that_looks_like_an_intent_command_is_triaged_as_words(assistant: Assistant) -> None:
+    phone = "+1555" + str(uuid.uuid4().int)[:7]
+    assert text_of(sms(assistant, phone, COMMAND)[1]).startswith("Call emergency services now: 911.")
+    assert escalation_of(assistant, f"sms:{phone}").level == "emergency"
+    assert stored(assistant, phone) == [(COMMAND, "answered")]  # the patient's words, as written
+
+
+# -- characters that cannot be stored never reach the NLU -------------------------------------------
+
+
+def test_a_lone_surrogate_over_rest_is_read_around(assistant: Assistant) -> None:
+    body = b'{"message": "fever \\ud800 x"}'  # valid JSON; no UTF-8 encoding of the string exists
+    status, messages = assistant.post(body, as_sent=True)
+    assert status == 200
+    assert (
+        messages[-1]["custom"]["triage"]["level"] == "call_now" and "safety_net" not in messages[-1]["custom"]["triage"]
+    )
+
+
+def test_a_lone_surrogate_over_socketio_is_read_around(patient: SocketPatient) -> None:
+    _, custom = patient.send({"message": "fever \ud800 x"})
+    assert custom["triage"]["level"] == "call_now" and "safety_net" not in custom["triage"]
+
+
+def test_a_nul_in_an_sms_is_read_around(assistant: Assistant) -> None:
+    phone = "+1555" + str(uuid.uuid4().int)[:7]
+    assert text_of(sms(assistant, phone, "fever \x00 x")[1]).startswith("Call your doctor or care team right away")
+    assert stored(assistant, phone) == [("fever \ufffd x", "answered")]
