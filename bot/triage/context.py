@@ -24,10 +24,28 @@ from bot.triage.knowledge import KnowledgeError
 NEGATED = "NEGATED_EXISTENCE"
 RESOLVED = "RESOLVED"
 HYPOTHETICAL = "HYPOTHETICAL"
+#: A question about what the medicine can do ("could this make me tired?"): information, not a report.
+QUESTION = "QUESTION"
+#: Someone who is not the patient ("my friend gets migraines"); a caregiver's "my son" is the patient.
+OTHER_PERSON = "OTHER_PERSON"
+#: Words quoted from the leaflet or a website ("the leaflet mentions chest pain").
+QUOTED = "QUOTED"
 SEVERE = "SEVERE"
 
 #: Categories that mean the symptom is not present now, and the word the output uses for each.
-EXCLUDING = {NEGATED: "negated", RESOLVED: "resolved", HYPOTHETICAL: "hypothetical"}
+#: Said of something going well ("slept well"), or a question opening the sentence ("can he eat …?"):
+#: these set aside only the complaint net's everyday words, never a catalogue symptom.
+WELL = "WELL"
+ASKING = "ASKING"
+NOT_A_COMPLAINT = frozenset({WELL, ASKING})
+EXCLUDING = {
+    NEGATED: "negated",
+    RESOLVED: "resolved",
+    HYPOTHETICAL: "hypothetical",
+    QUESTION: "asked about",
+    OTHER_PERSON: "someone else",
+    QUOTED: "quoted",
+}
 _DIRECTIONS = {"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"}
 GROUP = "triage_targets"
 
@@ -48,24 +66,19 @@ class Context:
 
     def __init__(self, nlp: Language, rules_path: Path, key: Callable[[str], str]) -> None:
         keyed = KeyedPipeline(nlp, key)
-        self._context = ConText(
-            keyed,  # type: ignore[arg-type]
-            rules=None,
-            phrase_matcher_attr="LEMMA",
-            span_attrs=None,
-            # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
-            prune_on_target_overlap=True,
-            input_span_type="group",
-            span_group_name=GROUP,
-        )
-        self._context.add(load_rules(rules_path, keyed))
+        rules = load_rules(rules_path, keyed)
+        # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
+        self._context = _context(keyed, rules, prune_on_target_overlap=True)
+        # For whole clauses (the semantic matcher's targets), whose cues lie inside them.
+        self._inside = _context(keyed, rules, prune_on_target_overlap=False)
 
-    def cues(self, doc: Doc, spans: list[tuple[int, int]]) -> list[tuple[Cue, ...]]:
-        """The cues that modify each (start, end) token range, in the order given."""
+    def cues(self, doc: Doc, spans: list[tuple[int, int]], *, within: bool = False) -> list[tuple[Cue, ...]]:
+        """The cues that modify each (start, end) token range, in the order given. `within`: cues inside
+        a range modify it too (for clauses, not for catalogue phrases)."""
         if not spans:
             return []
         doc.spans[GROUP] = [Span(doc, start, end, label="TARGET") for start, end in spans]
-        self._context(doc)
+        (self._inside if within else self._context)(doc)
         found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
         for target, modifier in doc._.context_graph.edges:
             start, end = modifier.modifier_span
@@ -74,6 +87,20 @@ class Context:
                 Cue(modifier.category, words.text, words.start_char, words.end_char)
             )
         return [tuple(found[span]) for span in spans]
+
+
+def _context(keyed: KeyedPipeline, rules: list[ConTextRule], *, prune_on_target_overlap: bool) -> ConText:
+    context = ConText(
+        keyed,  # type: ignore[arg-type]
+        rules=None,
+        phrase_matcher_attr="LEMMA",
+        span_attrs=None,
+        prune_on_target_overlap=prune_on_target_overlap,
+        input_span_type="group",
+        span_group_name=GROUP,
+    )
+    context.add(rules)
+    return context
 
 
 class KeyedPipeline:

@@ -10,12 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from bot.triage.catalogue import Catalogue, Entry
-from bot.triage.context import EXCLUDING, SEVERE, Cue
+from bot.triage.context import ASKING, EXCLUDING, NOT_A_COMPLAINT, SEVERE, WELL, Cue
 from bot.triage.result import Level, Symptom, Temperature, Triage, worst
 from bot.triage.spelling import Correction
 
 UNREADABLE = "unreadable"
 UNMATCHED_COMPLAINT = "unmatched_complaint"
+NOT_A_COMPLAINT_LABELS = {WELL: "said to be well", ASKING: "asked about"}
+
+
+@dataclass(frozen=True)
+class Resemblance:
+    """Why a clause was read as a catalogue term by meaning: the nearest phrase, how near, the threshold."""
+
+    phrase: str
+    score: float
+    threshold: float
+    #: Below this, a match by meaning to an emergency term is call-now, not emergency.
+    emergency_threshold: float
 
 
 @dataclass(frozen=True)
@@ -30,14 +42,19 @@ class Finding:
     end: int
     cues: tuple[Cue, ...]
     corrections: tuple[Correction, ...]
+    #: Set when the semantic matcher, not the lexicon, found it.
+    resemblance: Resemblance | None = None
 
 
 @dataclass(frozen=True)
 class Complaint:
-    """Words that make a message read like a symptom report ("it hurts", "I feel off")."""
+    """Words that make a message read like a symptom report ("it hurts", "I feel off"), or, when `topic`
+    is set, a word about the body, feelings, sleep, eating, the toilet, energy, pain, looks or behaviour
+    (the complaint net: such a message that matches no term is `unclear`, never `none`)."""
 
     span: str
     cues: tuple[Cue, ...]
+    topic: str = ""
 
 
 class Policy:
@@ -68,7 +85,7 @@ class Policy:
             top = [s.term for s in counted if s.level == level]
             reason = f"{actions[level]} Because of: {'; '.join(top)}."
             return Triage(level, reason, tuple(counted), tuple(excluded), temperature)
-        complaint = next((c for c in complaints if not _excluded_by(c.cues)), None)
+        complaint = next((c for c in complaints if not _excluded_by(c.cues) and not _set_aside(c)), None)
         if not readable():
             reason = f"{actions[Level.UNCLEAR]} (The message could not be read as English.)"
             return Triage(Level.UNCLEAR, reason, (), tuple(excluded), temperature, UNREADABLE)
@@ -88,10 +105,28 @@ class Policy:
     def _symptom(self, finding: Finding) -> Symptom:
         entry = finding.entry
         severe_cues = [cue.text for cue in finding.cues if cue.category == SEVERE]
-        excluded = [EXCLUDING[cue.category] for cue in finding.cues if cue.category in EXCLUDING]
+        excluding = dict(EXCLUDING)
+        if finding.resemblance is not None:  # a guess by meaning yields to "slept well" or a question
+            excluding.update(NOT_A_COMPLAINT_LABELS)
+        excluded = [excluding[cue.category] for cue in finding.cues if cue.category in excluding]
         severe = finding.severe_phrase or bool(severe_cues)
         level = entry.severe_level if severe else entry.level
-        if finding.corrections:
+        capped = ""
+        near = finding.resemblance
+        if near is not None and level == Level.EMERGENCY and near.score < near.emergency_threshold:
+            level = Level.CALL_NOW
+            capped = (
+                f"; matched by meaning at {near.score:.2f}, below the {near.emergency_threshold:.2f} an emergency "
+                "needs, so call right away and a person checks it"
+            )
+        if finding.resemblance is not None:
+            near = finding.resemblance
+            method, score = "semantic", near.score
+            matched = (
+                f"'{finding.span}' is close in meaning to '{near.phrase}', a phrase for '{entry.term}' "
+                f"(similarity {near.score:.2f}; matches need {near.threshold:.2f})"
+            )
+        elif finding.corrections:
             method = "fuzzy"
             score = min(correction.score for correction in finding.corrections)
             read_as = ", ".join(f"'{c.original}' read as '{c.corrected}'" for c in finding.corrections)
@@ -100,10 +135,10 @@ class Policy:
             method, score = "lemma", 1.0
             matched = f"'{finding.span}' matched '{entry.term}'"
         if excluded:
-            cue_words = ", ".join(f"'{cue.text}'" for cue in finding.cues if cue.category in EXCLUDING)
+            cue_words = ", ".join(f"'{cue.text}'" for cue in finding.cues if cue.category in excluding)
             why = f"not counted: {', '.join(excluded)} by {cue_words}"
         else:
-            why = self._why(entry, level, severe, finding.severe_phrase, severe_cues)
+            why = self._why(entry, level, severe, finding.severe_phrase, severe_cues) + capped
         reason = f"{matched}: {why}. {entry.explanation}"
         context = tuple(excluded) + (("severe",) if severe else ())
         return Symptom(
@@ -169,6 +204,11 @@ class Policy:
             reason=reason,
         )
         return [from_number, *judged]
+
+
+def _set_aside(complaint: Complaint) -> bool:
+    """An everyday word said of something going well, or in a question, is not a complaint."""
+    return bool(complaint.topic) and any(cue.category in NOT_A_COMPLAINT for cue in complaint.cues)
 
 
 def _excluded_by(cues: tuple[Cue, ...]) -> bool:

