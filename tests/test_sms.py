@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
+from sanic.request import RequestParameters
 from twilio.request_validator import RequestValidator
 
 from bot.channels import sms_text
@@ -139,3 +144,68 @@ def test_stop_then_a_symptom_is_stored_but_not_answered_until_start(assistant: A
 def test_help(assistant: Assistant) -> None:
     reply = text_of(sms(assistant, "+15550000011", "HELP")[1])
     assert "Reply STOP" in reply and "911" in reply
+
+
+def test_fields_cut_differently_under_the_same_signature_are_refused(assistant: Assistant) -> None:
+    """Twilio signs names and values run together: moving `To` into `MessageSid` keeps the signature
+    valid and made a new MessageSid, so a captured text was processed again. MessageSid's format stops it."""
+    phone, sid = "+15550000012", "SM" + "a" * 32
+    captured = {"MessageSid": sid, "From": phone, "Body": "he had a seizure", "To": "+15550009999"}
+    signature = sign(assistant, captured)
+    assert assistant.post_form(PATH, captured, signature)[0] == 200
+    shifted = {"MessageSid": sid + "To+15550009999", "From": phone, "Body": "he had a seizure"}
+    assert sign(assistant, shifted) == signature  # the same signature fits
+    status, answer = assistant.post_form(PATH, shifted, signature)
+    assert status == 400 and "MessageSid" in answer
+    assert stored(assistant, phone) == [("he had a seizure", "answered")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"MessageSid": "SM" + "a" * 31},
+        {"MessageSid": "XX" + "b" * 32},
+        {"MessageSid": "SM" + "B" * 32},
+        {"From": "+1555 0100"},
+        {"From": "+15550100MessageSidSM"},
+        {"From": ""},
+    ],
+)
+def test_signed_fields_in_the_wrong_format_are_refused_and_not_stored(
+    assistant: Assistant, change: dict[str, str]
+) -> None:
+    fields = {**twilio_fields("+15550000013", "she has a fever"), **change}
+    status, answer = assistant.post_form(PATH, fields, sign(assistant, fields))
+    assert status == 400 and "Twilio's format" in answer
+    assert stored(assistant, "+15550000013") == []
+
+
+def test_a_repeated_message_sid_is_refused(assistant: Assistant) -> None:
+    url = f"http://localhost:{assistant.ports.rasa}{PATH}"
+    pairs = [("MessageSid", "SM" + "d" * 32), ("MessageSid", "SM" + "e" * 32), ("From", "+15550000014"), ("Body", "hi")]
+    form = RequestParameters({name: [v for k, v in pairs if k == name] for name, _ in pairs})
+    signature = RequestValidator(SMS_AUTH_TOKEN).compute_signature(url, form)
+    body = urllib.parse.urlencode(pairs).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert stored(assistant, "+15550000014") == []
+
+
+def test_without_a_public_url_only_local_requests_are_taken_and_start_up_says_so(assistant: Assistant) -> None:
+    assert not assistant.env.get("TRIAGE_SMS_PUBLIC_URL")
+    assert sms(assistant, "+15550000016", "she has a fever")[0] == 200  # to localhost: taken
+    fields = twilio_fields("+15550000015", "she has a fever")
+    # The Host header a client chose, and a signature made for that URL: refused, not trusted.
+    url = "http://triage.example.org/webhooks/sms/webhook"
+    signature = RequestValidator(SMS_AUTH_TOKEN).compute_signature(url, fields)
+    connection = http.client.HTTPConnection("localhost", assistant.ports.rasa, timeout=30)
+    connection.request("POST", PATH, body=urllib.parse.urlencode(fields), headers={
+        "Host": "triage.example.org", "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature})  # fmt: skip
+    answer = connection.getresponse()
+    assert answer.status == 503 and b"public URL" in answer.read()
+    assert stored(assistant, "+15550000015") == []
+    assert "TRIAGE_SMS_PUBLIC_URL is not set" in (assistant.logs / "rasa.log").read_text()
