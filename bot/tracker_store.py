@@ -25,7 +25,8 @@ retried after a commit whose answer was lost does not store its events twice. Ev
 Indexes: (sender_id, type_name, action_name, id) answers the window's bounds and the state events from
 the index alone; (sender_id, id) reads the window. Both are created if missing.
 
-On SQLite (the default database) each connection uses write-ahead logging, so that a reader never
+On SQLite (the default database) the store keeps its connections open (a pool), and each uses
+write-ahead logging, so that a reader never
 blocks the writer, waits up to `TRIAGE_SQLITE_BUSY_MS` for a lock instead of failing at once, and keeps
 `synchronous=FULL`: a message the patient sent is on disk before the reply goes out. Other databases
 (PostgreSQL) are used as Rasa configures them.
@@ -42,6 +43,7 @@ briefly unavailable delays the reply, it does not lose the conversation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -56,10 +58,13 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import Event, deserialise_events
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
+from rasa.shared.utils.common import all_subclasses
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 BUSY_TIMEOUT_MS = int(os.environ.get("TRIAGE_SQLITE_BUSY_MS", "5000"))
 RETRY_S = float(os.environ.get("TRIAGE_DB_RETRY_S", "30"))
+#: Open SQLite connections kept by the store (its reads and saves run one at a time, on the event loop).
+SQLITE_POOL_SIZE = 2
 #: Complete turns of a conversation read for each message (see the module docstring); at least 1, so
 #: that the latest message and its answer are always in the window.
 TRACKER_TURNS = max(1, int(os.environ.get("TRIAGE_TRACKER_TURNS", "3")))
@@ -107,9 +112,19 @@ class TriageSQLTrackerStore(SQLTrackerStore):
             )
         self.turns = int(kwargs.pop("turns", TRACKER_TURNS))
         super().__init__(*args, **kwargs)
+        self.engine: sa.engine.Engine  # set by Rasa's __init__ (untyped there)
         if self.engine.dialect.name == "sqlite":
+            # SQLAlchemy 1.4 opens a new connection for every session on an SQLite file (NullPool): the
+            # pragmas ran again each time, and closing the last connection to the database checkpointed
+            # the write-ahead log into it (more fsyncs), on every read and every save. A pool keeps a
+            # few open; the log is checkpointed as SQLite does by itself (every 1000 pages).
+            url = self.engine.url
+            self.engine.dispose()
+            self.engine = sa.create_engine(
+                url, poolclass=sa.pool.QueuePool, pool_size=SQLITE_POOL_SIZE, connect_args={"check_same_thread": False}
+            )
             sa.event.listen(self.engine, "connect", sqlite_pragmas)
-            self.engine.dispose()  # connections opened so far lack the pragmas
+            self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         self._create_indexes()
 
     def _create_indexes(self) -> None:
@@ -139,8 +154,8 @@ class TriageSQLTrackerStore(SQLTrackerStore):
             if not rows:
                 return None
             state = self._state_before(connection, sender_id, session_start, start) if start > session_start else []
-        dumped = [json.loads(data) for _, data in (*state, *rows)]
-        tracker = DialogueStateTracker.from_events(sender_id, deserialise_events(dumped), self.domain.slots)
+        events_read = _deserialise([json.loads(data) for _, data in (*state, *rows)])
+        tracker = DialogueStateTracker.from_events(sender_id, events_read, self.domain.slots)
         setattr(tracker, _MARK, _Stored(count=len(tracker.events), last_id=int(rows[-1][0])))
         return tracker
 
@@ -224,6 +239,28 @@ class TriageSQLTrackerStore(SQLTrackerStore):
             action_name=data.get("name"),
             data=json.dumps(data),
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _event_types() -> dict[str, type[Event]]:
+    """Rasa's event classes by type name: the first of `all_subclasses(Event)` for each name, as Rasa's
+    `Event.resolve_by_type` finds it, which walks every subclass again for every event it reads."""
+    types: dict[str, type[Event]] = {}
+    for cls in all_subclasses(Event):
+        types.setdefault(cls.type_name, cls)
+    return types
+
+
+def _deserialise(dumped: list[dict[str, Any]]) -> list[Event]:
+    """Rasa's `deserialise_events`, with the event classes looked up once; anything unusual (an unknown
+    type, a row without one) goes through Rasa's own function, which warns about it."""
+    types = _event_types()
+    events: list[Event] = []
+    for data in dumped:
+        cls = types.get(data.get("event", ""))
+        event = cls._from_parameters(data) if cls is not None else None
+        events.extend([event] if event is not None else deserialise_events([data]))
+    return events
 
 
 def _state_events(rows: Iterable[tuple[int, str, str]]) -> list[tuple[int, str]]:

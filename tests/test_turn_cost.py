@@ -25,18 +25,27 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (
     ActionExecuted,
+    ActionExecutionRejected,
+    ActiveLoop,
     AllSlotsReset,
     BotUttered,
+    ConversationPaused,
+    ConversationResumed,
+    DefinePrevUserUtteredFeaturization,
+    EntitiesAdded,
     Event,
+    FollowupAction,
+    LoopInterrupted,
     Restarted,
     SessionStarted,
     SlotSet,
     UserUtteranceReverted,
     UserUttered,
+    deserialise_events,
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.tracker_store import TriageSQLTrackerStore
+from bot.tracker_store import TriageSQLTrackerStore, _deserialise
 from tests.conftest import ROOT, Assistant, free_port
 from tests.postgres import fresh_database
 from tools import serve
@@ -219,6 +228,30 @@ def test_a_tracker_this_store_did_not_read_is_saved_as_rasa_saves_it(store: Tria
     asyncio.run(store.save(tracker))
     talk = Conversation(store, "built-elsewhere")
     assert talk.stored() == [(event.type_name, event.timestamp) for event in events]
+
+
+def test_events_are_read_back_as_rasa_reads_them() -> None:
+    events = [
+        ActionExecuted("action_listen", policy="RulePolicy", confidence=1.0),
+        UserUttered("I have a rash", {"name": "report_symptom", "confidence": 0.9}, [{"entity": "symptom"}]),
+        BotUttered("Mention it.", {"custom": {"triage": {"level": "mention"}}}),
+        SlotSet(HISTORY, [{"term": "rash", "level": "mention"}]),
+        SessionStarted(),
+        Restarted(),
+        AllSlotsReset(),
+        UserUtteranceReverted(),
+        ActiveLoop("a_form"),
+        FollowupAction("action_triage"),
+        ConversationPaused(),
+        ConversationResumed(),
+        ActionExecutionRejected("action_triage"),
+        LoopInterrupted(True),
+        DefinePrevUserUtteredFeaturization(False),
+        EntitiesAdded([{"entity": "symptom", "value": "rash"}]),
+    ]
+    dumped = [event.as_dict() for event in events]
+    ours = [event.as_dict() for event in _deserialise(dumped)]
+    assert ours == [event.as_dict() for event in deserialise_events(dumped)] == dumped
 
 
 # -- the assistant with both stores ------------------------------------------------------------------
