@@ -5,8 +5,9 @@ database that nothing was lost or stored twice.
     python -m tools.loadtest --quick          # the smoke version CI runs (a few conversations)
     python -m tools.loadtest --single-only    # just the make-run deployment
 
-Each simulated patient is one conversation: on the web (REST webhook) or by SMS (signed form posts to
-the SMS webhook, one Twilio MessageSid per text), a few messages of mixed urgency in everyday words,
+Each simulated patient is one conversation: on the web (REST webhook, under the conversation id the
+server issues, as the chat page keeps it) or by SMS (signed form posts to the SMS webhook, one Twilio
+MessageSid per text), a few messages of mixed urgency in everyday words,
 sent one after the other as a person waits for each answer; one conversation in ten also sends two
 messages at the same moment, as a double tap or two parents on one phone would, which a replicated
 deployment may hand to two replicas. Patients run side by side (`--concurrency`). The whole run is
@@ -50,6 +51,7 @@ ROOT = serve.ROOT
 OUT = ROOT / "build" / "loadtest"
 SMS_PATH = "/webhooks/sms/webhook"
 REST_PATH = "/webhooks/rest/webhook"
+SESSION_PATH = "/webhooks/rest/session"
 ESCALATING = {"emergency", "call_now", "unclear"}
 #: Every simulated patient writes from this machine's one address: the per-address limit is off.
 UNLIMITED = {"TRIAGE_RATE_PER_ADDRESS": "0"}
@@ -94,7 +96,7 @@ class Message:
 
 @dataclass
 class Conversation:
-    sender: str
+    sender: str  # SMS: "sms:<phone>"; web: a placeholder until the server issues the conversation's id
     channel: str  # web, sms
     messages: list[Message] = field(default_factory=list)
     double_at: int = -1  # index of the first of two messages sent at once
@@ -170,6 +172,8 @@ async def _send(session: aiohttp.ClientSession, target: Target, conversation: Co
                     message.error = f"HTTP {answer.status}"
                 elif not any("text" in reply for reply in replies):
                     message.error = "no reply text"
+                elif any(reply.get("recipient_id") != conversation.sender for reply in replies):
+                    message.error = "answered in another conversation"
         else:
             from twilio.request_validator import RequestValidator
 
@@ -189,7 +193,24 @@ async def _send(session: aiohttp.ClientSession, target: Target, conversation: Co
     message.latency_s = time.perf_counter() - started
 
 
+async def _issued_id(session: aiohttp.ClientSession, target: Target) -> str:
+    """A new web conversation id from the server (the database check keys on it)."""
+    async with session.post(target.url + SESSION_PATH) as answer:
+        issued = (await answer.json(content_type=None)).get("sender") if answer.status == 200 else None
+    if not isinstance(issued, str):
+        raise ValueError(f"no conversation id issued (HTTP {answer.status})")
+    return issued
+
+
 async def _patient(session: aiohttp.ClientSession, target: Target, conversation: Conversation) -> None:
+    if conversation.channel == "web":
+        # Asked for first, so that two messages sent at once at the start share one conversation.
+        try:
+            conversation.sender = await _issued_id(session, target)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            for message in conversation.messages:
+                message.error = f"no conversation id: {type(error).__name__}"
+            return
     index = 0
     while index < len(conversation.messages):
         if index == conversation.double_at:
