@@ -35,12 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     parser.add_argument("--dev", type=Path, default=cases.DEV_SET, help="development vignettes")
     parser.add_argument("--test", type=Path, default=cases.TEST_SET, help="the project's test vignettes")
+    parser.add_argument("--fresh", type=Path, default=cases.FRESH_SET, help="vignettes nothing was tuned on")
+    parser.add_argument("--tuning", type=Path, default=cases.TUNING_SET, help="the semantic thresholds' tuning set")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.no_rasa:
         bot.block_tensorflow()  # nothing here needs it (see bot.block_tensorflow)
     known = catalogue.load()
-    sets = {"dev": args.dev, "test": args.test}
+    sets = {"dev": args.dev, "test": args.test, "fresh": args.fresh, "tuning": args.tuning}
     loaded = {name: cases.load_cases(path) for name, path in sets.items()}
     heldout = sum("heldout" in case.tags for case in loaded["test"])
     notes = [
@@ -48,9 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(loaded['test'])} messages written for this project; {heldout} of them are built on the "
         f"{len(cases.load_heldout())} held-out phrases of `eval/heldout_phrases.csv`, lay phrasings the catalogue "
         "does not list, the others are multi-symptom, negated, resolved, misspelled, British, emergency, "
-        "unclear and non-symptom messages)."
+        "unclear and non-symptom messages).",
+        f"Fresh set: `{_shown(args.fresh)}` ({len(loaded['fresh'])} messages written before the semantic matcher "
+        "and the complaint net were tuned, by someone who saw the catalogue's terms but none of its lay words; "
+        f"nothing was tuned on it). Tuning set: `{_shown(args.tuning)}` ({len(loaded['tuning'])} messages): the "
+        "semantic thresholds (`knowledge/semantic.csv`) were chosen on it and on the development and test sets.",
+        "`triage core` is the lexicon followed by the semantic matcher, as it runs; `lexicon alone` is the same "
+        "core with the semantic matcher off (`TRIAGE_SEMANTIC=0`). False alarms: messages whose only acceptable "
+        "level is `none` (greetings, questions, other people, quotations, denials) answered with any other level.",
     ]
-    systems: list[System] = [TriageCore()]
+    systems: list[System] = [TriageCore(), TriageCore(semantic=False)]
     if args.no_rasa:
         systems.append(FuzzyBaseline(known))
     else:

@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 
 from bot.triage import assets, catalogue, semantic, temperature
 from bot.triage.catalogue import Catalogue
-from bot.triage.context import ASKING, EXCLUDING, NEGATED, WELL, Context, Cue
+from bot.triage.context import ASKING, EXCLUDING, NEGATED, QUESTION, WELL, Context, Cue
 from bot.triage.embedding import default_encoder
 from bot.triage.knowledge import knowledge_dir, read_table
 from bot.triage.language import LanguageCheck
@@ -137,12 +137,18 @@ class Triager:
             complaint_matches = cue_matches + topic_matches
             targets = symptoms + complaint_matches
             clause_budget -= len(resembling)
-            found_cues = self._context.cues(doc, [(m.start, m.end) for m in targets])
+            # Symptoms and complaint words are read in separate passes: ConText drops a cue that overlaps any
+            # target, and "worried about" (a complaint) must not silence "something to worry about".
+            found_cues = self._context.cues(doc, [(m.start, m.end) for m in symptoms]) + self._context.cues(
+                doc, [(m.start, m.end) for m in complaint_matches]
+            )
             clause_cues = self._clause_cues(doc, [clause for clause, _ in resembling])
             cues = [
                 _within_line(plain, offset, doc, m.start, m.end, c) for m, c in zip(targets, found_cues, strict=True)
             ]
-            cues[: len(symptoms)] = [c + self._gap_denials(doc, m) for m, c in zip(symptoms, cues, strict=False)]
+            cues[: len(symptoms)] = [
+                _pointed_at(doc, m, c) + self._gap_denials(doc, m) for m, c in zip(symptoms, cues, strict=False)
+            ]
             for match, match_cues in zip(symptoms, cues[: len(symptoms)], strict=True):
                 start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
                 findings.append(
@@ -351,6 +357,18 @@ def _within_line(
             continue
         kept.append(cue)
     return tuple(kept)
+
+
+#: "this rash", "my headache": a symptom pointed at is one the patient has, whatever question follows.
+_POINTING = frozenset({"this", "these", "that", "those", "my", "his", "their", "our"})  # not "her": "give her"
+
+
+def _pointed_at(doc: Doc, match: Match, cues: tuple[Cue, ...]) -> tuple[Cue, ...]:
+    """Drops question cues from a symptom the patient points at ("is this rash a common side effect?")."""
+    before = doc[match.start - 1].lower_ if match.start > 0 else ""
+    if before not in _POINTING:
+        return cues
+    return tuple(cue for cue in cues if cue.category != QUESTION)
 
 
 def _topic_words(doc: Doc, topics: dict[str, str], symptoms: list[Match]) -> list[Match]:

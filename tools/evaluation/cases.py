@@ -24,6 +24,11 @@ from bot.triage.result import Level
 ROOT = Path(__file__).resolve().parents[2]
 DEV_SET = ROOT.parent / "shared" / "eval" / "dev_vignettes.jsonl"
 TEST_SET = ROOT / "eval" / "test_set.jsonl"
+#: Written before the semantic matcher and the complaint net were tuned, by someone who saw only the
+#: catalogue's terms, never its lay words: nothing was tuned on it.
+FRESH_SET = ROOT / "eval" / "fresh_set.jsonl"
+#: What the semantic matcher's thresholds were chosen on, with the development and test sets.
+TUNING_SET = ROOT / "eval" / "tuning_set.jsonl"
 HELDOUT_PHRASES = ROOT / "eval" / "heldout_phrases.csv"
 #: The matcher's own gap (bot/triage/matcher.py): a synonym with " ... " spans up to three words.
 MAX_GAP = 3

@@ -64,6 +64,10 @@ class Score:
     extra: int
     confusion: Mapping[tuple[Level, Level], int] = field(default_factory=dict)
     syndromes: Mapping[str, SyndromeRecall] = field(default_factory=dict)
+    #: Messages whose only acceptable level is `none` (greetings, questions, other people, denials) ...
+    symptom_free: int = 0
+    #: ... answered with anything else: each would reach the care team's queue or alarm the patient.
+    false_alarms: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -100,8 +104,12 @@ def score(cases: Sequence[Case], predictions: Sequence[Prediction], syndromes: M
     per_syndrome_found: Counter[str] = Counter()
     per_syndrome_expected: Counter[str] = Counter()
     found = missing = extra = 0
+    symptom_free = false_alarms = 0
     for case, prediction in zip(cases, predictions, strict=True):
         verdict = judge(case, prediction)
+        if set(case.levels) == {Level.NONE}:
+            symptom_free += 1
+            false_alarms += prediction.level != Level.NONE
         triage[verdict.triage] += 1
         confusion[(case.expected, prediction.level)] += 1
         found, missing, extra = found + len(verdict.found), missing + len(verdict.missing), extra + len(verdict.extra)
@@ -123,6 +131,8 @@ def score(cases: Sequence[Case], predictions: Sequence[Prediction], syndromes: M
         syndromes={
             name: SyndromeRecall(per_syndrome_found[name], expected) for name, expected in per_syndrome_expected.items()
         },
+        symptom_free=symptom_free,
+        false_alarms=false_alarms,
     )
 
 

@@ -30,14 +30,15 @@ class SetResult:
 
 def summary_table(results: Sequence[SetResult]) -> str:
     lines = [
-        "| set | system | n | under-triage | over-triage | level exact | term recall | term precision |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| set | system | n | under-triage | over-triage | level exact | term recall | term precision "
+        "| false alarms (symptom-free) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for result in results:
         for system, s in result.scores.items():
             lines.append(
                 f"| {result.name} | {system} | {s.n} | {s.under} | {s.over} | {s.exact} ({s.accuracy:.0%}) "
-                f"| {s.recall:.1%} | {s.precision:.1%} |"
+                f"| {s.recall:.1%} | {s.precision:.1%} | {s.false_alarms} of {s.symptom_free} |"
             )
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """The systems under evaluation, each answering a list of messages with `Prediction`s:
 
-- `TriageCore`: the project's triage core (`bot.triage`), in process;
+- `TriageCore`: the project's triage core (`bot.triage`), in process, as it runs or as the lexicon alone;
 - `RasaNLU`: the project's trained Rasa model; level and terms from what the SymptomExtractor puts on
   the parse (the `triage` object and the `symptom` entities);
 - `FuzzyBaseline`: rapidfuzz's `extractOne` over the catalogue's terms;
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from rapidfuzz import fuzz, process, utils
 
-from bot.triage import default_triager
+from bot.triage import Triager, default_triager
 from bot.triage.catalogue import Catalogue
 from bot.triage.result import Level, worst
 from tools.evaluation.metrics import Prediction
@@ -39,10 +39,14 @@ class System(Protocol):
 
 
 class TriageCore:
-    name = "triage core"
+    """The core as it runs (lexicon, then the semantic matcher), or with `semantic=False` the lexicon alone."""
+
+    def __init__(self, semantic: bool = True) -> None:
+        self.name = "triage core" if semantic else "lexicon alone"
+        self._semantic = semantic
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        triager = default_triager()
+        triager = default_triager() if self._semantic else Triager(semantic_matching=False)
         predictions = []
         for text in texts:
             triage = triager.triage(text)
