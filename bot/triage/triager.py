@@ -7,6 +7,7 @@ is mapped back to the patient's original text.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -106,6 +107,8 @@ class Triager:
                 default_encoder(), semantic.readable_phrases(self.catalogue), assets.assets_dir()
             )
         self._stop = assets.english_stop_words()
+        #: Match keys a denial in a phrase's gap must contain ("aren't" holds "not"): the cheap check first.
+        self._negation_keys = frozenset(self._speller.key(word) for word in ("no", "not", "n't", "never", "nor"))
         self._language = LanguageCheck(
             self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
         )
@@ -129,27 +132,11 @@ class Triager:
             corrections = self._speller.apply(doc)
             look_alikes = self._not_symptoms.find(doc)
             symptoms = _outside(self._symptoms.find(doc), look_alikes)
-            cue_matches = _not_within(self._complaints.find(doc), symptoms)
-            resembling = self._resembling(doc, symptoms + look_alikes, cue_matches, clause_budget)
-            # A clause read by meaning is explained by that reading, counted or set aside.
-            compared = {i for clause, _ in resembling for i in range(clause.start, clause.end)}
-            topic_matches = [m for m in _topic_words(doc, self._topics, symptoms) if m.start not in compared]
-            complaint_matches = cue_matches + topic_matches
-            targets = symptoms + complaint_matches
-            clause_budget -= len(resembling)
-            # Symptoms and complaint words are read in separate passes: ConText drops a cue that overlaps any
-            # target, and "worried about" (a complaint) must not silence "something to worry about".
-            found_cues = self._context.cues(doc, [(m.start, m.end) for m in symptoms]) + self._context.cues(
-                doc, [(m.start, m.end) for m in complaint_matches]
-            )
-            clause_cues = self._clause_cues(doc, [clause for clause, _ in resembling])
-            cues = [
-                _within_line(plain, offset, doc, m.start, m.end, c) for m, c in zip(targets, found_cues, strict=True)
+            symptom_cues = [
+                _pointed_at(doc, m, _within_line(plain, offset, doc, m.start, m.end, c)) + self._gap_denials(doc, m)
+                for m, c in zip(symptoms, self._context.cues(doc, [(m.start, m.end) for m in symptoms]), strict=True)
             ]
-            cues[: len(symptoms)] = [
-                _pointed_at(doc, m, c) + self._gap_denials(doc, m) for m, c in zip(symptoms, cues, strict=False)
-            ]
-            for match, match_cues in zip(symptoms, cues[: len(symptoms)], strict=True):
+            for match, match_cues in zip(symptoms, symptom_cues, strict=True):
                 start, end = offset + doc[match.start].idx, offset + doc[match.end - 1].idx + len(doc[match.end - 1])
                 findings.append(
                     Finding(
@@ -163,12 +150,31 @@ class Triager:
                         corrections=tuple(corrections[i] for i in sorted(match.tokens) if i in corrections),
                     )
                 )
-            asides = self._not_complaints(doc)
-            for match, match_cues in zip(complaint_matches, cues[len(symptoms) :], strict=True):
-                if match.phrase.label < 0:
-                    match_cues = match_cues + asides.get(match.start, ())
+            cue_matches = _not_within(self._complaints.find(doc), symptoms)
+            resembling = self._resembling(doc, symptoms + look_alikes, cue_matches, clause_budget)
+            clause_budget -= len(resembling)
+            # A clause read by meaning is explained by that reading, counted or set aside.
+            compared = {i for clause, _ in resembling for i in range(clause.start, clause.end)}
+            topic_matches = [m for m in _topic_words(doc, self._topics, symptoms) if m.start not in compared]
+            if any(
+                not any(cue.category in EXCLUDING for cue in cues)
+                and self.catalogue.entries[m.phrase.label].term
+                not in self._thermometer.terms  # a reading below fever may still set those aside
+                for m, cues in zip(symptoms, symptom_cues, strict=True)
+            ):
+                topic_matches = cue_matches = []  # complaint words matter only when no symptom counts
+            asides = self._not_complaints(doc, {m.start for m in topic_matches} | {c.start for c, _ in resembling})
+            # Complaint words are read in a pass of their own: ConText drops a cue that overlaps any target,
+            # and "worried about" (a complaint) must not silence "something to worry about" for a symptom.
+            complaint_matches = cue_matches + topic_matches
+            complaint_cues = self._context.cues(doc, [(m.start, m.end) for m in complaint_matches])
+            for match, match_cues in zip(complaint_matches, complaint_cues, strict=True):
+                match_cues = _within_line(plain, offset, doc, match.start, match.end, match_cues)
                 topic = self._topics.get(match.phrase.text, "") if match.phrase.label < 0 else ""
+                if topic:
+                    match_cues = match_cues + asides.get(match.start, ())
                 complaints.append(Complaint(_text(doc, match), match_cues, topic))
+            clause_cues = self._clause_cues(doc, [clause for clause, _ in resembling])
             for (clause, nearest), cues_of_clause in zip(resembling, clause_cues, strict=True):
                 kept = _within_line(plain, offset, doc, clause.start, clause.end, cues_of_clause)
                 kept = kept + asides.get(clause.start, ())
@@ -190,6 +196,8 @@ class Triager:
         complaint-net word), with their nearest catalogue phrase when it is close enough (see `semantic`)."""
         if self._semantic is None or budget <= 0:
             return []
+        if not cues and not any(token.lower_ in self._topics for token in doc):
+            return []  # nothing about the body or daily life: no clause would be compared
         settings = self._semantic_settings
         cue_tokens = {i for m in cues for i in range(m.start, m.end)}
         asked: list[tuple[Clause, float]] = []
@@ -204,13 +212,17 @@ class Triager:
         nearest = self._semantic.nearest([clause.text for clause, _ in asked])
         return [(clause, near) for (clause, bar), near in zip(asked, nearest, strict=True) if near.score >= bar]
 
-    def _not_complaints(self, doc: Doc) -> dict[int, tuple[Cue, ...]]:
+    def _not_complaints(self, doc: Doc, tokens: set[int]) -> dict[int, tuple[Cue, ...]]:
         """For each token of a clause that says something is going well ("he slept well") or that asks
         something ("can he eat grapefruit?"), the cue saying so. Such clauses set aside the complaint
         net's everyday words and the semantic matcher's guesses, never a symptom the lexicon found."""
-        well = self._wellbeing.find(doc)
         found: dict[int, tuple[Cue, ...]] = {}
+        if not tokens:
+            return found
+        well = self._wellbeing.find(doc)
         for clause in semantic.clauses(doc, (), len(doc) + 1):
+            if not any(clause.start <= i < clause.end for i in tokens):
+                continue
             words = doc[clause.start : clause.end]
             cues = [
                 Cue(WELL, doc[m.start : m.end].text, doc[m.start].idx, doc[m.end - 1].idx + len(doc[m.end - 1]))
@@ -229,7 +241,7 @@ class Triager:
         cues inside a target, which is right for "not eating" but not for the words a gap skipped. A
         negation after "can", "won't" ... ("can't stop shaking") says how bad, not that it is absent."""
         gap = [i for i in range(match.start, match.end) if i not in match.tokens]
-        if not gap:
+        if not gap or not any(doc[i].lemma_ in self._negation_keys for i in gap):
             return ()
         after_gap = sorted(i for i in match.tokens if i > gap[0])
         found = self._context.cues(doc, [(after_gap[0], match.end)], within=True)[0]
@@ -374,12 +386,15 @@ def _pointed_at(doc: Doc, match: Match, cues: tuple[Cue, ...]) -> tuple[Cue, ...
 def _topic_words(doc: Doc, topics: dict[str, str], symptoms: list[Match]) -> list[Match]:
     """Words of the complaint net (label -1) in sentences where no catalogue phrase was found: a
     sentence with a symptom, counted or set aside, is explained by it ("his lips aren't swollen")."""
-    explained = {doc[m.start].sent.start for m in symptoms}
-    return [
-        Match(Phrase(-1, token.lower_, False, ()), token.i, token.i + 1, frozenset({token.i}))
-        for token in doc
-        if token.lower_ in topics and token.sent.start not in explained
-    ]
+    hits = [token.i for token in doc if token.lower_ in topics]
+    if not hits:
+        return []
+    if symptoms:
+        starts = doc.to_array("SENT_START").tolist()
+        sentence = list(itertools.accumulate(1 if start == 1 else 0 for start in starts))
+        explained = {sentence[m.start] for m in symptoms}
+        hits = [i for i in hits if sentence[i] not in explained]
+    return [Match(Phrase(-1, doc[i].lower_, False, ()), i, i + 1, frozenset({i})) for i in hits]
 
 
 def _not_within(complaints: list[Match], symptoms: list[Match]) -> list[Match]:
