@@ -185,3 +185,33 @@ def test_the_patient_gets_the_answer_when_the_database_is_down(tmp_path: Any, mo
     assert messages[0]["response"] == "utter_level_emergency"
     spooled = (tmp_path / "spool" / "escalations.jsonl").read_text().splitlines()
     assert len(spooled) == 1 and '"level": "emergency"' in spooled[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [("could this medicine make me tired?", "Unusual tiredness or weakness"),
+     ("should I worry if my ankles swell?", "Bloating or swelling of the face, arms, hands, lower legs, or feet")],
+)  # fmt: skip
+def test_a_question_about_a_side_effect_gets_the_guide_and_when_to_call_without_an_escalation(
+    text: str, term: str, escalations: EscalationStore
+) -> None:
+    messages, _ = run(text)
+    assert responses(messages)[:2] == ["utter_side_effect_info_intro", "utter_side_effect_info"]
+    info = messages[1]
+    assert info["term"] == term
+    assert info["when_to_call"] == "If it happens: call your doctor or care team right away."
+    assert info["explanation"]
+    assert escalations.queue() == []
+
+
+def test_someone_elses_symptom_is_not_taken_as_a_denial() -> None:
+    messages, _ = run("my friend gets migraines")
+    assert responses(messages)[0] == "utter_no_side_effect_found"
+
+
+def test_a_question_does_not_erase_a_symptom_reported_earlier() -> None:
+    earlier = [{"term": "fever", "level": "call_now", "span": "fever"}]
+    _, events = run("could this medicine cause a fever?", symptom_history=earlier)
+    assert [item["term"] for item in slot(events, "symptom_history")] == ["fever"]
+    _, events = run("the fever is gone now", symptom_history=earlier)
+    assert slot(events, "symptom_history") == []

@@ -29,6 +29,10 @@ NEEDS_REVIEW = "needs_review"
 #: Earlier symptoms are recalled when one of them needed at least this level and more than this reply
 #: asks for (a mention after a fever still reminds of the fever).
 REMIND_FROM = Level.CALL_NOW
+#: Set-aside symptoms the patient asked about (a question, a "what if"): answered from the medicine guide.
+ASKED = {"asked about", "hypothetical"}
+#: Set-aside symptoms the patient says they do not have (any more): the only ones that leave the history.
+DENIED = {"negated", "resolved"}
 
 
 class ActionTriage(Action):
@@ -48,8 +52,16 @@ class ActionTriage(Action):
         mentioned_now = {s.term for s in triage.symptoms} | {s.term for s in triage.excluded}
         earlier = [item for item in history if item["term"] not in mentioned_now]
 
-        if triage.level == Level.NONE:
-            denied = bool(triage.excluded) or tracker.get_intent_of_latest_message() == "deny"
+        asked = [s for s in triage.excluded if set(s.context) & ASKED]
+        if triage.level == Level.NONE and asked:
+            # A question about a side effect gets what the medicine guide says and when to call, and
+            # opens no escalation.
+            dispatcher.utter_message(response="utter_side_effect_info_intro")
+            for symptom in asked:
+                dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom), **variables)
+        elif triage.level == Level.NONE:
+            denied = any(set(s.context) & DENIED for s in triage.excluded)
+            denied = denied or tracker.get_intent_of_latest_message() == "deny"
             dispatcher.utter_message(
                 response="utter_denial_ok" if denied else "utter_no_side_effect_found", **variables
             )
@@ -104,6 +116,18 @@ def _line(symptom: Symptom, headline: Level) -> dict[str, str]:
     return {"term": symptom.term[0].upper() + symptom.term[1:], "what_to_do": what, "explanation": explanation}
 
 
+def _information(symptom: Symptom) -> dict[str, str]:
+    """What the medicine guide says about a symptom asked about, and when to call if it happens."""
+    catalogue = default_triager().catalogue
+    entry = catalogue.entry(symptom.term)
+    action = catalogue.actions[entry.level]
+    return {
+        "term": entry.term[0].upper() + entry.term[1:],
+        "explanation": entry.explanation,
+        "when_to_call": f"If it happens: {action[0].lower()}{action[1:]}",
+    }
+
+
 def _history(tracker: Tracker) -> list[dict[str, str]]:
     value = tracker.get_slot(HISTORY)
     if not isinstance(value, list):
@@ -128,7 +152,7 @@ def _reminder(earlier: list[dict[str, str]], now: Level) -> dict[str, str] | Non
 def _slots(history: list[dict[str, str]], triage: Triage, tracker: Tracker) -> list[EventType]:
     """The history gains this message's symptoms and loses those now denied or resolved ("the fever
     is gone"); the transcript keeps everything for the care team."""
-    set_aside = {s.term for s in triage.excluded}
+    set_aside = {s.term for s in triage.excluded if set(s.context) & DENIED}
     by_term = {item["term"]: item for item in history if item["term"] not in set_aside}
     for symptom in triage.symptoms:
         previous = by_term.get(symptom.term)
