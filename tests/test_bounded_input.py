@@ -5,6 +5,7 @@ stored never reach the NLU."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sqlite3
@@ -12,10 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import socketio
+import websockets
 
 from bot.careteam.store import EscalationStore, Query
 from bot.channels.inbound import MAX_MESSAGE_CHARS
@@ -103,6 +106,67 @@ def test_a_5000_character_message_does_not_hold_up_other_patients(assistant: Ass
         writer.join()
     print(f"\nother patient's turns {sorted(waits)}; the long message's turns {sorted(long_turns)}")
     assert sorted(waits)[1] < 0.5 * sorted(long_turns)[1], (waits, long_turns)
+
+
+def test_an_850_kb_message_over_a_websocket_is_dropped_without_holding_up_other_patients(
+    assistant: Assistant,
+) -> None:
+    """What a browser's socket.io client does: the websocket transport (the Python client here has only
+    long-polling), speaking engine.io's protocol directly."""
+    closed: list[str] = []
+
+    async def flood() -> None:
+        url = f"ws://localhost:{assistant.ports.rasa}/socket.io/?EIO=4&transport=websocket"
+        async with websockets.connect(url, max_size=None) as ws:  # type: ignore[attr-defined]
+            assert str(await ws.recv()).startswith("0")  # engine.io open
+            await ws.send("40")  # socket.io connect
+            assert str(await ws.recv()).startswith("40")
+            await ws.send("42" + json.dumps(["user_uttered", {"message": "my head hurts " * 60_000}]))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), timeout=20)
+            except websockets.ConnectionClosed:  # type: ignore[attr-defined]
+                closed.append("closed")
+
+    flooding = threading.Thread(target=lambda: asyncio.run(flood()))
+    flooding.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    _, triage = assistant.say("waits-for-no-socket", "she has a rash")
+    waited = time.monotonic() - started
+    flooding.join(30)
+    assert triage["level"] in ("mention", "call_now")
+    assert closed == ["closed"], "the oversized packet did not close the socket"
+    assert waited < 3.0, f"another patient waited {waited:.1f} s"
+
+
+@pytest.fixture(scope="module")
+def address_limited(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assistant]:
+    """A second assistant with a per-address limit of 3 a minute (the shared one has it off)."""
+    limited = Assistant(tmp_path_factory.mktemp("address-limited"))
+    limited.env["TRIAGE_RATE_PER_ADDRESS"] = "3"
+    try:
+        limited.start_actions()
+        limited.start_rasa()
+        yield limited
+    finally:
+        limited.stop_all()
+
+
+def test_a_socket_starting_a_new_session_per_message_meets_the_address_limit(address_limited: Assistant) -> None:
+    patient = SocketPatient(address_limited)
+    try:
+        for n in range(3):
+            patient.session({})  # a new conversation each time: the sender limit never sees a repeat
+            texts, _ = patient.send({"message": f"she has a rash, day {n + 1}"})
+            assert not any("wait a minute" in t for t in texts)
+        patient.session({})
+        texts, custom = patient.send({"message": "he had a seizure"})
+    finally:
+        patient.close()
+    assert texts[0].startswith("Call emergency services now: 911.")
+    assert any("wait a minute" in t for t in texts)
+    assert custom["triage"]["level"] == "emergency"
 
 
 # -- the same checks on socket.io as on REST -----------------------------------------------------

@@ -9,8 +9,9 @@ changes:
   (what Rasa's pins resolve to) made a coroutine, so no reply ever reached a persistent session;
 - every message passes the checks all channels share (`inbound`: a string of at most 5,000
   characters, metadata dropped); one that does not gets a reply that says what was wrong and when to
-  call, and engine.io drops a packet over `MAX_PACKET_BYTES` before anything parses it (an 850 KB
-  message used to hold the event loop, and every patient, for 71 s);
+  call, and engine.io drops a packet over `MAX_PACKET_CHARS` before anything parses it (an 850 KB
+  message used to hold the event loop, and every patient, for 71 s); the per-address rate limit
+  counts the socket's address, as on REST;
 - a custom message is emitted as `{"custom": ...}` (Rasa's output passes it to `emit` as keyword
   arguments, which fails for `{"triage": ...}` and lost the whole turn);
 - any message the dialogue failed to answer gets the safe reply of `safety`, and so does one past the
@@ -50,11 +51,11 @@ class TriageSocketIOInput(SocketIOInput):
         limits = Limits()
         ids = sessions.default_sessions()  # read at start-up: a bad secret stops the server with its reason
 
-        async def handle(message: UserMessage) -> None:
+        async def handle(message: UserMessage, address: str = "") -> None:
             output = message.output_channel
             if isinstance(output, SocketIOOutput):
                 message.output_channel = TriageSocketIOOutput(output.sio, output.bot_message_evt)
-            refusal = limits.check(str(message.sender_id))
+            refusal = limits.check(str(message.sender_id), address)
             if refusal is not None:
                 reply, custom = await refuse(message, refusal)  # recorded grouped, not one escalation each
                 await message.output_channel.send_text_message(message.sender_id, reply)
@@ -101,9 +102,18 @@ class TriageSocketIOInput(SocketIOInput):
                 await output.send_text_message(session_id, _refusal(problem or inbound.NOT_TEXT))
                 await output.send_custom_json(session_id, {"error": (problem or inbound.NOT_TEXT).error})
                 return
-            await handle(UserMessage(inbound.patient_text(text), output, session_id, input_channel=self.name()))
+            message = UserMessage(inbound.patient_text(text), output, session_id, input_channel=self.name())
+            # The address counts too, as on REST: a new session for every message escapes the sender limit.
+            await handle(message, _address(sio, sid, self.namespace))
 
         return blueprint
+
+
+def _address(sio: Any, sid: str, namespace: str | None) -> str:
+    """The client's address from the socket's handshake request (Sanic's, so SANIC_PROXIES_COUNT
+    applies; engine.io's own REMOTE_ADDR under Sanic is always 127.0.0.1)."""
+    request = (sio.get_environ(sid, namespace=namespace) or {}).get("sanic.request")
+    return str(getattr(request, "remote_addr", "") or getattr(request, "ip", "") or "")
 
 
 def _refusal(problem: inbound.Problem) -> str:
