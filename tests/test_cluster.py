@@ -244,8 +244,9 @@ def test_the_stores_refuse_clients_without_this_runs_secrets(running: Cluster) -
     database = sa.engine.make_url(running.db_url)
     redis = urllib.parse.urlsplit(running.redis_url)
     assert database.password and redis.password and len(running.env["TRIAGE_SESSION_SECRET"]) >= 32
-    for password in (None, "not-the-password"):
-        engine = sa.create_engine(database.set(password=password), future=True)
+    without = f"postgresql://{database.username}@{database.host}:{database.port}/{database.database}"
+    for url in (without, database.set(password="not-the-password")):
+        engine = sa.create_engine(url, future=True)
         with pytest.raises(sa.exc.OperationalError, match="password"):
             engine.connect()
         engine.dispose()
