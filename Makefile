@@ -89,6 +89,9 @@ eval: setup
 	$(PY) ../shared/eval/score.py ../shared/eval/dev_vignettes.jsonl
 	$(PY) -m tools.evaluate
 
+# Speed and memory of the triage core (tools/bench_triage.py), then the REST round trip beside Rasa's starter
+# assistant and the turn cost over a 300-message conversation (tools/bench_rest.py: starts its own servers,
+# prints their settings). Fails on any failed reply and on any missed target.
 bench: setup
 	$(PY) -m tools.bench_triage
 	$(PY) -m tools.bench_rest
