@@ -74,3 +74,18 @@ def test_the_page_is_usable_with_the_keyboard_and_a_screen_reader(page: Page) ->
 def test_a_quick_reply_is_sent_like_typed_text(page: Page) -> None:
     page.get_by_role("button", name="How long is a treatment cycle?").click()
     expect(page.locator("li.bot").last).to_contain_text("every day for 4 weeks")
+
+
+def test_the_page_keeps_the_conversation_id_the_server_issued(page: Page) -> None:
+    # A page from before the server issued ids kept one it made up: the server replaces it.
+    page.evaluate("""localStorage.setItem("triage-chat-v1",
+        JSON.stringify({sender: "web-made-up-by-the-browser", items: [], emergency: false}))""")
+    page.reload()
+    say(page, "my son has a fever")
+    expect(page.locator("li.card.level-call_now").last).to_be_visible()
+    sender = page.evaluate('JSON.parse(localStorage.getItem("triage-chat-v1")).sender')
+    assert sender.startswith("web:") and sender != "web-made-up-by-the-browser"
+    page.reload()
+    say(page, "and a dry mouth")
+    expect(page.locator("li.card.level-mention").last).to_contain_text("Earlier you told me about: fever.")
+    assert page.evaluate('JSON.parse(localStorage.getItem("triage-chat-v1")).sender') == sender
