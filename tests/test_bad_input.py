@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.conftest import ROOT, SMS_AUTH_TOKEN, Assistant
 from tests.test_sms import sign, twilio_fields
+from tests.test_socketio import SocketPatient
 
 pytestmark = pytest.mark.integration
 EXAMPLES = settings(
@@ -137,6 +139,34 @@ def test_sms_webhook_with_any_form(assistant: Assistant, stored: str, fields: di
     assert_handled(status, answer)
     if not signed:
         assert status == 403
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["message", "session_id", "metadata", "x"]), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+@pytest.fixture(scope="module")
+def socket_patient(assistant: Assistant) -> Iterator[SocketPatient]:
+    patient = SocketPatient(assistant)
+    yield patient
+    patient.close()
+
+
+@given(request=JSON, payload=JSON)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)  # fmt: skip
+def test_socketio_with_any_payload(socket_patient: SocketPatient, stored: str, request: Any, payload: Any) -> None:
+    """Any JSON as `session_request` and as `user_uttered`: a session the server issued, and a reply."""
+    confirmed = socket_patient.session(request)
+    assert isinstance(confirmed, str) and confirmed.startswith("socketio:") and len(confirmed) < 100
+    reply = socket_patient.send_any(payload)
+    assert any(m.get("text") for m in reply), reply
 
 
 def test_invalid_utf8_in_a_signed_sms_is_answered(assistant: Assistant, stored: str) -> None:

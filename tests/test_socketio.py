@@ -65,6 +65,18 @@ class SocketPatient:
         texts = [m["text"] for m in reply if m.get("text")]
         return texts, next(m["custom"] for m in reversed(reply) if "custom" in m)
 
+    def send_any(self, payload: Any, quiet_s: float = 1.0, timeout: float = 60) -> list[dict[str, Any]]:
+        """Emits `user_uttered` with `payload`; every message that came back until none came for
+        `quiet_s` (a reply without a custom object has no other end)."""
+        with self._changed:
+            before = len(self.received)
+        self.client.emit("user_uttered", payload)
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.received) > before, timeout=timeout), "no reply"
+            while self._changed.wait(timeout=quiet_s):
+                pass
+            return self.received[before:]
+
     def close(self) -> None:
         # Closed at the engine.io level without waiting for the long-poll in flight (the client has
         # only the polling transport here): a plain disconnect() waits up to 30 s for it to return.
