@@ -6,6 +6,8 @@
     python -m bot.careteam users
     python -m bot.careteam serve [--host 127.0.0.1] [--port 5006]
     python -m bot.careteam notify          # the outbox worker alone (serve runs one too)
+    python -m bot.careteam patients add|list|update|discharge|link …   (bot/careteam/patients_cli.py)
+    python -m bot.careteam export-fhir [--since ISO-8601] [--output FILE]
 
 Passwords are asked twice at the terminal, or read from the first line of stdin with --password-stdin;
 never from the command line, where other users and the shell history would see them.
@@ -33,6 +35,7 @@ import logging
 import os
 import sys
 
+from bot.careteam import patients_cli
 from bot.careteam.accounts import ROLES, AccountError, Accounts, Policy
 from bot.database import create_engine
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=int(os.environ.get("TRIAGE_CARETEAM_PORT", "5006")))
     commands.add_parser("notify", help="run the notification worker alone")
+    patients_cli.add_commands(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "notify":
             return _notify()
+        if args.command in ("patients", "export-fhir"):
+            return patients_cli.run(args)
         accounts = Accounts(create_engine())
         if args.command == "add-user":
             user = accounts.add_user(args.username, _password(args.password_stdin), args.role, args.name)

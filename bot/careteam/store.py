@@ -98,6 +98,9 @@ escalations = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # `patient`: one sender's episode; `incident`: messages refused by an address's rate limit, grouped.
     sa.Column("kind", sa.String(16), nullable=False, server_default="patient"),
+    # The enrolled patient (`bot.careteam.patients`), when the conversation is theirs; NULL for an
+    # unverified web visitor or an unknown SMS number, until a clinician attaches it to a patient.
+    sa.Column("patient_id", sa.Integer, nullable=True, index=True),
 )
 
 escalation_messages = sa.Table(
@@ -118,6 +121,7 @@ escalation_messages = sa.Table(
 _ADDED_COLUMNS = {
     ("escalations", "kind"): "VARCHAR(16) NOT NULL DEFAULT 'patient'",
     ("escalation_messages", "sender_id"): "VARCHAR(255)",
+    ("escalations", "patient_id"): "INTEGER",
 }
 
 #: The escalation's history: opened, raised, reopened by the patient; acknowledged, resolved, notes.
@@ -176,6 +180,7 @@ class Escalation:
     resolved_at: dt.datetime | None
     updated_at: dt.datetime
     kind: str = "patient"
+    patient_id: int | None = None
 
     @property
     def terms(self) -> list[str]:
@@ -334,6 +339,11 @@ class EscalationStore:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         key, kind, owner = item.sender_id, "patient", item.sender_id
+        # An enrolled patient has one open escalation whichever of their conversations (web link, their
+        # own or a caregiver's number) wrote: keyed by the patient, not the conversation.
+        patient_id = patients.patient_for(connection, item.sender_id)
+        if patient_id is not None:
+            key = f"patient:{patient_id}"
         row = self._open_row(connection, key)
         if item.incident and row is None:
             key, kind, owner = item.incident, "incident", item.source
@@ -355,6 +365,7 @@ class EscalationStore:
                     status="new",
                     open_key=key,
                     kind=kind,
+                    patient_id=patient_id if kind == "patient" else None,
                     symptoms=json.dumps(symptoms),
                     terms=_terms(symptoms),
                     message_count=1,
@@ -662,6 +673,8 @@ def notification(escalation: Escalation, event: str, link: str = "") -> dict[str
         "event": event,
         "escalation_id": escalation.id,
         "patient": escalation.sender_id,
+        # The enrolled patient's id (never their name), or None for an unverified or unknown sender.
+        "patient_id": escalation.patient_id,
         "kind": escalation.kind,  # `incident`: messages refused by a rate limit, `patient` the source
         "message_count": escalation.message_count,
         "channel": escalation.channel,
@@ -742,3 +755,8 @@ def _add_missing_columns(engine: sa.engine.Engine) -> None:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# Last: the patients' tables share `metadata` (made with the rest by `create_all`), and those modules
+# build on the names above.
+from bot.careteam import links, patients  # noqa: E402, F401
