@@ -39,8 +39,10 @@ from sanic import Request, Sanic, response
 from sanic.exceptions import NotFound, SanicException
 from sanic.response import HTTPResponse
 
+from bot.careteam import patient_views
 from bot.careteam.accounts import Accounts, Gate, Policy, Session, csrf_ok
 from bot.careteam.notifier import Notifier, NotifierSettings
+from bot.careteam.patients import Patients
 from bot.careteam.recorder import Recorder
 from bot.careteam.store import PAGE_SIZE, STATUSES, EscalationError, EscalationStore, Page, Query, utcnow
 from bot.careteam.transcript import transcript
@@ -63,6 +65,7 @@ CHANGE_ERRORS = {
     "already_resolved": "It is resolved already: the page now shows who resolved it.",
     "changed": "It changed while you were reading: check the page again, then retry.",
     "not_saved": "That change was not saved: reload the page and try again.",
+    "not_attached": "Not attached: check the medical record number (the patient must be enrolled).",
 }
 #: Which code an EscalationError from the store gets, by a phrase of its message (first match wins).
 _ERROR_CODES = (
@@ -114,6 +117,7 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
     engine = create_engine(settings.database_url)
     store = EscalationStore(engine=engine)
     accounts = Accounts(engine, settings.policy)
+    roster = Patients(engine)
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -223,8 +227,10 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
         query = _paged(request)
         listing = await db(store.page, query)
         await audit(request, "view_queue", detail=f"{_describe(query)}; page {listing.number}")
+        patients = await db(patient_views.cards, roster, listing.items)
         return page("queue.html", session=request.ctx.session, items=listing.items, listing=listing, query=query,
-                    levels=LEVELS, channels=CHANNELS, statuses=("open", *STATUSES, "all"), now=utcnow())  # fmt: skip
+                    levels=LEVELS, channels=CHANNELS, statuses=("open", *STATUSES, "all"), now=utcnow(),
+                    patients=patients)  # fmt: skip
 
     @app.get("/queue/rows")
     @login_required()
@@ -238,7 +244,8 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
         await db(accounts.audit_view, session.user.username, "view_queue_rows",
                  f"{_describe(query)}; page {listing.number}", address(request), AUDIT_FOLD,
                  same_as=("view_queue",))  # fmt: skip
-        answer = page("_rows.html", items=listing.items, now=utcnow())
+        patients = await db(patient_views.cards, roster, listing.items)
+        answer = page("_rows.html", items=listing.items, now=utcnow(), patients=patients)
         answer.headers.update(_range_headers(listing))
         return answer
 
@@ -280,17 +287,28 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
             item = await db(store.get, escalation_id)
         except EscalationError as error:
             raise NotFound(str(error)) from None
-        turns = await db(transcript, engine, item.sender_id)
         history = await db(store.history, escalation_id)
         recorded = await db(store.messages, escalation_id)
+        # A patient's escalation may hold messages from several of their conversations (web, their own
+        # and a caregiver's number): the transcript shows each, in time order.
+        senders = list(dict.fromkeys([item.sender_id, *(m["sender_id"] for m in recorded if m["sender_id"])]))
+        if item.is_incident:
+            turns = await db(transcript, engine, item.sender_id)
+        else:
+            turns = await db(patient_views.conversations, engine, senders)
+        patients = await db(patient_views.cards, roster, [item])
         escalated_ids = {message["message_id"] for message in recorded}
         await audit(request, "view_transcript", patient=item.sender_id, escalation_id=item.id)
         return page("escalation.html", session=request.ctx.session, item=item, turns=turns, history=history,
-                    escalated_ids=escalated_ids, recorded=recorded, now=utcnow(),
+                    escalated_ids=escalated_ids, recorded=recorded, now=utcnow(), patients=patients, senders=senders,
                     error=CHANGE_ERRORS.get(request.args.get("error", ""), ""))  # fmt: skip
 
     async def change(request: Request, escalation_id: int, action: str) -> HTTPResponse:
         note = (request.form.get("note") or "").strip()[:MAX_NOTE]
+        called = (request.form.get("called") or "").strip()[:20]
+        if action == "acknowledge" and called:
+            # Who called back and when are the acknowledgement's user and time; the number goes in its note.
+            note = f"Called the patient back on {called}." + (f" {note}" if note else "")
         user = request.ctx.session.user.username
         try:
             item = await db(store.get, escalation_id)
@@ -320,6 +338,8 @@ def create_app(settings: Settings, name: str = "careteam") -> Sanic:
     @login_required()
     async def note(request: Request, escalation_id: int) -> HTTPResponse:
         return await change(request, escalation_id, "note")
+
+    patient_views.register(app, patient_views.Tools(page, login_required, audit, db, address, store, engine))
 
     # -- admin --------------------------------------------------------------------------------------
 

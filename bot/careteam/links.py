@@ -20,11 +20,13 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlalchemy as sa
 
 from bot.careteam import patients as roster
 from bot.careteam.store import UTCDateTime, metadata, utcnow
+from bot.database import create_engine
 
 DEFAULT_DAYS = 180
 DEFAULT_PAGE = "http://localhost:5005/webhooks/web/"
@@ -159,3 +161,9 @@ class Links:
             connection.execute(patient_links.update().where(patient_links.c.id == link_id).values(last_used_at=now))
             roster.bind(connection, sender_id, patient_id, "link")
             return patient_id
+
+
+@lru_cache(maxsize=1)
+def default_links() -> Links:
+    """The process's links, on the project database (made on first use)."""
+    return Links(create_engine())

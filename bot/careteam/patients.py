@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 import langcodes
 import sqlalchemy as sa
 
-from bot.careteam import phones, treatment
-from bot.careteam import accounts
+from bot.careteam import accounts, phones, treatment
 from bot.careteam.store import UTCDateTime, metadata, utcnow
 
 MAX_NAME = 200

@@ -548,6 +548,26 @@ class EscalationStore:
             )
             return self._get(connection, escalation_id)
 
+    def attach(self, escalation_id: int, patient_id: int, user: str) -> Escalation:
+        """Makes an unverified or unknown sender's escalation the enrolled patient's. While open it
+        becomes the patient's open escalation, unless they have one already (then both stay open, and
+        the patient's next messages join theirs)."""
+        with self._transaction() as connection:
+            current = self._get(connection, escalation_id)
+            if current.is_incident:
+                raise EscalationError(f"escalation {escalation_id} is a rate-limit incident, not one patient's")
+            values: dict[str, Any] = {"patient_id": patient_id, "updated_at": utcnow()}
+            key = f"patient:{patient_id}"
+            if current.status != "resolved" and self._open_row(connection, key) is None:
+                values["open_key"] = key
+            connection.execute(escalations.update().where(escalations.c.id == escalation_id).values(**values))
+            connection.execute(
+                escalation_events.insert().values(
+                    escalation_id=escalation_id, at=utcnow(), actor=user, kind="attached", note=key
+                )
+            )
+            return self._get(connection, escalation_id)
+
     def _change(self, escalation_id: int, user: str, status: str, note: str) -> Escalation:
         now = utcnow()
         with self._transaction() as connection:
