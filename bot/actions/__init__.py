@@ -4,6 +4,7 @@ import bot
 
 bot.block_tensorflow()  # the action server never needs it
 
+from bot.actions.conversation import ActionConversationState, ActionFollowUp, ActionReminder  # noqa: E402
 from bot.actions.triage import ActionTriage  # noqa: E402
 
-__all__ = ["ActionTriage"]
+__all__ = ["ActionConversationState", "ActionFollowUp", "ActionReminder", "ActionTriage"]

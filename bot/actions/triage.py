@@ -26,6 +26,11 @@ from bot.triage.rules import UNREADABLE
 HISTORY = "symptom_history"
 HIGHEST = "highest_level"
 NEEDS_REVIEW = "needs_review"
+EMERGENCY_OPEN = "emergency_open"
+LAST_SYMPTOMS = "last_symptoms"
+ASKED_SYMPTOMS = "asked_symptoms"
+AWAITING_TEMPERATURE = "awaiting_temperature"
+REMINDED = "reminded"
 #: Earlier symptoms are recalled when one of them needed at least this level and more than this reply
 #: asks for (a mention after a fever still reminds of the fever).
 REMIND_FROM = Level.CALL_NOW
@@ -41,48 +46,105 @@ class ActionTriage(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         text = tracker.latest_message.get("text") or ""
-        triager = default_triager()
-        triage = triager.triage(text)
-        numbers = contacts()
-        variables = {
-            "emergency_number": numbers.emergency_number,
-            "care_team_phone_suffix": numbers.care_team_phone_suffix,
-        }
-        history = _history(tracker)
-        mentioned_now = {s.term for s in triage.symptoms} | {s.term for s in triage.excluded}
-        earlier = [item for item in history if item["term"] not in mentioned_now]
+        triage = default_triager().triage(text)
+        if tracker.get_slot(AWAITING_TEMPERATURE) and triage.temperature is None:
+            # The assistant asked for a reading: a bare number ("38", "101") is that reading. The core
+            # reads it when told it is a temperature; it keeps no dialogue state of its own.
+            reread = default_triager().triage(f"temperature {text}")
+            if reread.temperature is not None:
+                triage = reread
+        return answer(dispatcher, tracker, text, triage)
 
-        asked = [s for s in triage.excluded if set(s.context) & ASKED]
-        if triage.level == Level.NONE and asked:
-            # A question about a side effect gets what the medicine guide says and when to call, and
-            # opens no escalation.
-            dispatcher.utter_message(response="utter_side_effect_info_intro")
-            for symptom in asked:
-                dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom), **variables)
-        elif triage.level == Level.NONE:
-            denied = any(set(s.context) & DENIED for s in triage.excluded)
-            denied = denied or tracker.get_intent_of_latest_message() == "deny"
+
+def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage: Triage) -> list[EventType]:
+    """The reply to a triage: headline, one line per symptom, temperature advice, reminders; the triage
+    object; the escalation recorded before the reply leaves; the conversation's slots."""
+    triager = default_triager()
+    variables = contact_variables()
+    history = _history(tracker)
+    mentioned_now = {s.term for s in triage.symptoms} | {s.term for s in triage.excluded}
+    if triage.temperature is not None and not triage.temperature.term:
+        mentioned_now |= triager.temperature_terms  # a reading below fever answers the fever said in words
+    earlier = [item for item in history if item["term"] not in mentioned_now]
+    emergency_open = bool(tracker.get_slot(EMERGENCY_OPEN)) and not _emergency_resolved(history, triage)
+    if emergency_open and triage.level != Level.EMERGENCY:
+        dispatcher.utter_message(response="utter_emergency_first", **variables)
+
+    asked = [s for s in triage.excluded if set(s.context) & ASKED]
+    if triage.level == Level.NONE and asked:
+        # A question about a side effect gets what the medicine guide says and when to call, and
+        # opens no escalation.
+        dispatcher.utter_message(response="utter_side_effect_info_intro")
+        for symptom in asked:
+            dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom), **variables)
+    elif triage.level == Level.NONE and any("resolved" in s.context for s in triage.excluded):
+        terms = ", ".join(s.term for s in triage.excluded if "resolved" in s.context)
+        dispatcher.utter_message(response="utter_better", terms=terms)
+    elif triage.level == Level.NONE:
+        denied = any(set(s.context) & DENIED for s in triage.excluded)
+        denied = denied or tracker.get_intent_of_latest_message() == "deny"
+        if not (triage.temperature is not None and not denied):
             dispatcher.utter_message(
                 response="utter_denial_ok" if denied else "utter_no_side_effect_found", **variables
             )
-        elif triage.level == Level.UNCLEAR:
-            headline = "utter_level_unreadable" if triage.unclear_because == UNREADABLE else "utter_level_unclear"
-            dispatcher.utter_message(response=headline, **variables)
-        else:
-            dispatcher.utter_message(response=f"utter_level_{triage.level.value}", **variables)
-        if triage.temperature is not None:
-            dispatcher.utter_message(response="utter_temperature_advice", advice=triage.temperature.advice)
-        for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
-            dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level), **variables)
-        if triage.temperature is None and any(s.term in triager.temperature_terms for s in triage.symptoms):
-            dispatcher.utter_message(response="utter_ask_temperature")
-        reminder = _reminder(earlier, triage.level)
-        if reminder:
-            dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
-        dispatcher.utter_message(json_message={"triage": triage.to_dict()})
-        # Before the reply leaves: an escalation is committed (or spooled) first.
-        _record_escalation(tracker, text, triage)
-        return _slots(history, triage, tracker)
+    elif triage.level == Level.UNCLEAR:
+        headline = "utter_level_unreadable" if triage.unclear_because == UNREADABLE else "utter_level_unclear"
+        dispatcher.utter_message(response=headline, **variables)
+    else:
+        dispatcher.utter_message(response=f"utter_level_{triage.level.value}", **variables)
+    if triage.temperature is not None:
+        dispatcher.utter_message(response="utter_temperature_advice", advice=triage.temperature.advice)
+    for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
+        dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level), **variables)
+    ask_temperature = triage.temperature is None and any(s.term in triager.temperature_terms for s in triage.symptoms)
+    if ask_temperature:
+        dispatcher.utter_message(response="utter_ask_temperature")
+    reminder = _reminder(earlier, triage.level)
+    if reminder:
+        dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
+    dispatcher.utter_message(json_message={"triage": {**triage.to_dict(), "emergency_open": emergency_open}})
+    # Before the reply leaves: an escalation is committed (or spooled) first.
+    _record_escalation(tracker, text, triage)
+    events = _slots(history, triage, tracker)
+    events += [
+        SlotSet(EMERGENCY_OPEN, emergency_open or triage.level == Level.EMERGENCY),
+        SlotSet(AWAITING_TEMPERATURE, ask_temperature),
+        SlotSet(REMINDED, False),
+    ]
+    if triage.symptoms:
+        events.append(SlotSet(LAST_SYMPTOMS, [_item(s) for s in triage.symptoms]))
+    if triage.level == Level.NONE and triage.excluded and not asked:
+        events.append(SlotSet(LAST_SYMPTOMS, None))  # "it's better" settled them
+    events.append(SlotSet(ASKED_SYMPTOMS, [_item(s) for s in asked] if asked else None))
+    return events
+
+
+def contact_variables() -> dict[str, str]:
+    numbers = contacts()
+    return {"emergency_number": numbers.emergency_number, "care_team_phone_suffix": numbers.care_team_phone_suffix}
+
+
+def open_symptoms(tracker: Tracker) -> list[dict[str, str]]:
+    """The symptoms of this conversation that still count and are not being seen to, most urgent first."""
+    waiting = [item for item in _history(tracker) if not item.get("handled")]
+    return sorted(waiting, key=lambda item: -Level(item["level"]).rank)
+
+
+def handled(tracker: Tracker) -> list[dict[str, str]]:
+    """The history with every symptom marked as being seen to ("the ambulance is here"): follow-ups and
+    reminders stop repeating its instruction; the care team still sees it in the transcript."""
+    return [{**item, "handled": "yes"} for item in _history(tracker)]
+
+
+def _emergency_resolved(history: list[dict[str, str]], triage: Triage) -> bool:
+    """Whether this message resolves or denies every emergency symptom of the conversation."""
+    emergencies = {item["term"] for item in history if item["level"] == Level.EMERGENCY.value}
+    cleared = {s.term for s in triage.excluded if set(s.context) & DENIED}
+    return bool(emergencies) and emergencies <= cleared
+
+
+def _item(symptom: Symptom) -> dict[str, str]:
+    return {"term": symptom.term, "level": symptom.level.value, "span": symptom.span}
 
 
 def _record_escalation(tracker: Tracker, text: str, triage: Triage) -> None:
@@ -153,10 +215,12 @@ def _slots(history: list[dict[str, str]], triage: Triage, tracker: Tracker) -> l
     """The history gains this message's symptoms and loses those now denied or resolved ("the fever
     is gone"); the transcript keeps everything for the care team."""
     set_aside = {s.term for s in triage.excluded if set(s.context) & DENIED}
+    if triage.temperature is not None and not triage.temperature.term:
+        set_aside |= default_triager().temperature_terms  # a reading below fever outweighs words said earlier
     by_term = {item["term"]: item for item in history if item["term"] not in set_aside}
     for symptom in triage.symptoms:
         previous = by_term.get(symptom.term)
-        if previous is None or Level(previous["level"]).rank < symptom.level.rank:
+        if previous is None or previous.get("handled") or Level(previous["level"]).rank < symptom.level.rank:
             by_term[symptom.term] = {"term": symptom.term, "level": symptom.level.value, "span": symptom.span}
     levels = [Level(item["level"]) for item in by_term.values()] + [triage.level]
     previous_highest = tracker.get_slot(HIGHEST)

@@ -29,6 +29,8 @@ TRIAGE = "triage"
 SYMPTOM_INTENT = "report_symptom"
 CLASSIFIER_RANKING = "classifier_intent_ranking"
 _CORE = Path(__file__).resolve().parents[1] / "triage"
+#: Set-aside contexts that are questions to answer ("could this make me tired?", "what if I get a rash?").
+ASKED = {"asked about", "hypothetical"}
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False)
@@ -77,7 +79,9 @@ class SymptomExtractor(GraphComponent, EntityExtractorMixin):
             entities = self.add_extractor_name(_entities(triage))
             message.set(ENTITIES, message.get(ENTITIES, []) + entities, add_to_output=True)
             message.set(TRIAGE, triage.to_dict(), add_to_output=True)
-            if triage.level != Level.NONE:
+            asked = any(set(symptom.context) & ASKED for symptom in triage.excluded)
+            if triage.level != Level.NONE or asked:
+                # A question about a side effect is answered by the triage action from the medicine guide.
                 self._mark_as_symptom_report(message)
         return messages
 

@@ -218,13 +218,14 @@ def content_words(doc: Doc, clause: Clause, besides: set[int], stop: frozenset[s
 
 
 def is_question(doc: Doc, clause: Clause) -> bool:
-    """Whether a clause asks something: it opens with a question word, or with a verb and its sentence
-    ends with a question mark."""
-    first = doc[clause.start].lower_
-    if first in _QUESTION_WORDS:
-        return True
-    sentence_end = doc[clause.start].sent.end
-    return first in _QUESTION_IF_MARKED and any(token.text == "?" for token in doc[clause.end : sentence_end])
+    """Whether a clause asks something: it, or its sentence, opens with a question word, or with a verb
+    and the sentence ends with a question mark."""
+    sentence = doc[clause.start].sent
+    marked = any(token.text == "?" for token in doc[clause.end : sentence.end])
+    for first in {doc[clause.start].lower_, sentence[0].lower_}:  # "should I wait and see if it settles?"
+        if first in _QUESTION_WORDS or (first in _QUESTION_IF_MARKED and marked):
+            return True
+    return False
 
 
 def negation_is_the_complaint(doc: Doc, cue_start: int, cue_end: int, nearest: Nearest) -> bool:
