@@ -5,7 +5,11 @@
 leaves it out, and every reply's `recipient_id` carries the id to send next. A message whose sender is
 not an id this server issued for the web (absent, guessed, another patient's, an SMS number) is still
 triaged and answered, under a new id, so a client can never write into a conversation it was not given.
-`POST /webhooks/rest/session` issues an id without a message (`{"sender": "..."}`).
+`POST /webhooks/rest/session` issues an id without a message (`{"sender": "..."}`). With a body
+`{"link": "<token>"}` (the chat page opened from a patient's personal link, `bot.careteam.links`) the new
+conversation is bound to that patient when the link is usable, and the answer says so
+(`{"sender": "...", "verified": true}`); any other token gets an ordinary, unverified conversation. The
+token is never logged.
 
 Differences that matter for patients: a malformed request gets a 400 with a clear error instead of a
 traceback, and the message passes the checks every channel shares (`inbound`); a message the dialogue
@@ -28,6 +32,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.careteam import links
 from bot.channels import inbound, sessions
 from bot.channels.limits import Limits, Refusal
 from bot.channels.safety import guarded, record_safety_net, refuse, safe_reply
@@ -60,7 +65,12 @@ class TriageRestInput(InputChannel):
 
         @webhook.route("/session", methods=["POST"])
         async def session(request: Request) -> HTTPResponse:
-            return response.json({"sender": ids.issue(sessions.WEB)}, headers=_NO_STORE)
+            sender = ids.issue(sessions.WEB)
+            token = _link_token(request)
+            if token is None:
+                return response.json({"sender": sender}, headers=_NO_STORE)
+            patient = await asyncio.to_thread(links.default_links().open_conversation, token, sender)
+            return response.json({"sender": sender, "verified": patient is not None}, headers=_NO_STORE)
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
@@ -115,6 +125,15 @@ async def _too_many(message: UserMessage, refusal: Refusal) -> HTTPResponse:
         {"recipient_id": message.sender_id, "custom": custom},
     ]
     return response.json(messages, status=429, headers={"Retry-After": "60"})
+
+
+def _link_token(request: Request) -> object:
+    """The personal-link token a session request carries, or None (no body, not JSON, no "link")."""
+    try:
+        body = request.json
+    except Exception:
+        return None
+    return body.get("link") if isinstance(body, dict) else None
 
 
 def _read_body(request: Request) -> tuple[dict[str, Any], str, int]:

@@ -2,6 +2,9 @@
 // card, keeps the conversation (and the id the server issued for it) across page reloads. The server
 // names the conversation: the first message goes without an id, and every reply's recipient_id is the
 // id to send next (a new one if the server did not accept the one sent).
+// Opened from a patient's personal link (?p=<token>), the page first asks the server for a conversation
+// bound to that patient, then takes the token out of the address bar (and so out of bookmarks, shared
+// screenshots and the history entry) and starts that conversation fresh.
 (function () {
   "use strict";
   var WEBHOOK = "../rest/webhook";
@@ -160,8 +163,35 @@
     button.addEventListener("click", function () { send(button.textContent); });
   });
 
+  function openPersonalLink() {
+    var token = new URLSearchParams(window.location.search).get("p");
+    if (!token) { return; }
+    history.replaceState(null, "", window.location.pathname);
+    input.disabled = true;
+    status.textContent = "Opening your conversation...";
+    fetch("../rest/session", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ link: token })
+    }).then(function (answer) {
+      if (!answer.ok) { throw new Error("status " + answer.status); }
+      return answer.json();
+    }).then(function (answer) {
+      state = { sender: answer.sender, items: [], emergency: false, verified: answer.verified === true };
+      save();
+      log.textContent = "";
+      status.textContent = state.verified ? "" :
+        "This link no longer works: ask your care team for a new one. You can still tell us how you feel.";
+    }).catch(function () {
+      status.textContent = "We could not open your link. You can still tell us how you feel.";
+    }).then(function () {
+      input.disabled = false;
+    });
+  }
+
   state.items.forEach(render);
   applyConfig();
+  openPersonalLink();
   fetch("config.json").then(function (r) { return r.json(); }).then(function (loaded) {
     config = loaded;
     applyConfig();
