@@ -17,6 +17,7 @@ from tools.bench_rest import (
     Target,
     check_reply,
     conversations_of,
+    interleaved,
     load,
     verdict,
 )
@@ -62,9 +63,10 @@ def run(name: str, concurrency: int, rate: float, latency_s: float = 0.03, failu
 
 
 def long(name: str, first_s: float, last_s: float) -> Run:
+    """A turn cost run whose last ten turns took `last_s` while fresh conversations took `first_s`."""
     turns = TURN_WINDOWS[-1][1]
-    latencies = [first_s] * 10 + [first_s] * (turns - 20) + [last_s] * 10
-    return Run(name, 1, messages=turns, elapsed_s=sum(latencies), latencies_s=latencies)
+    latencies = [first_s] * (turns - 10) + [last_s] * 10
+    return Run(name, 1, messages=turns, elapsed_s=sum(latencies), latencies_s=latencies, reference_s=[first_s] * turns)
 
 
 def test_any_failed_reply_fails_the_benchmark_however_fast_it_was() -> None:
@@ -76,6 +78,9 @@ def test_any_failed_reply_fails_the_benchmark_however_fast_it_was() -> None:
 def test_missed_targets_fail_the_benchmark_and_met_ones_pass() -> None:
     good = [run("ours", 1, 40.0), run("ours", 8, 50.0), run("stock", 1, 35.0), run("stock", 8, 45.0)]
     assert verdict(good, good, [long("ours", 0.030, 0.040)], "ours", "stock") == []
+    lost = long("ours", 0.030, 0.040)
+    lost.reference_s.pop()
+    assert verdict(good, good, [lost], "ours", "stock") == ["a run lost track of some of its messages"]
     slow = [run("ours", 1, 30.0), *good[1:]]
     assert "throughput at concurrency 1 is 0.86x" in verdict(slow, slow, [], "ours", "stock")[0]
     late = verdict(good, good, [long("ours", 0.030, 0.050)], "ours", "stock")
@@ -104,3 +109,5 @@ def test_a_run_against_the_assistant_passes_when_every_reply_is_a_full_answer(as
     texts = ["hello", "I have a rash", "temp 38.5", "thanks", "bye", "my son threw up"]
     done = asyncio.run(load(target, conversations_of(texts, 3), 2, "bench-ok"))
     assert done.failures == [] and len(done.latencies_s) == 6 and done.messages_per_s > 0
+    paired = asyncio.run(interleaved(target, texts[:4], "bench-long"))
+    assert paired.failures == [] and len(paired.latencies_s) == len(paired.reference_s) == 4

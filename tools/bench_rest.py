@@ -2,10 +2,14 @@
 load, Rasa's stock starter assistant (the `rasa init` project, trained once into build/bench/stock):
 
 - throughput (messages/s) and latency (p50/p95) at concurrency 1 and 8, ten messages per conversation;
-- turn cost over one long conversation: the latency of turns 1-10, 96-105 and 291-300 of one sender.
+- turn cost over one long conversation: the latency of turns 1-10, 96-105 and 291-300 of one sender,
+  each beside the latency of fresh conversations' first turns sent in alternation with it (the same
+  text, at the same moment): on a shared machine the load drifts over a run, and only a comparison made
+  at the same time says whether turn 300 costs more than turn 1.
 
 Targets: at concurrency 1 at least the stock assistant's throughput (issue 6), p95 under 150 ms at
-concurrency 1 (issue 3), and turn 300 within 1.5x of turn 1 (issue 6).
+concurrency 1 (issue 3), and turn 300 within 1.5x of turn 1 (issue 6): turns 291-300 of the long
+conversation against the early turns of the fresh conversations sent meanwhile.
 
 A benchmark that counts failed requests as fast ones lies (issue 6: "5.97x ok" while every request had
 been refused with 429). So every reply is checked: HTTP 200, a JSON list of messages for one recipient,
@@ -108,6 +112,8 @@ class Run:
     elapsed_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: Turn cost runs: the latency of the fresh conversations' messages sent in alternation, one per turn.
+    reference_s: list[float] = field(default_factory=list)
 
     @property
     def messages_per_s(self) -> float:
@@ -216,15 +222,41 @@ def measure(targets: Sequence[Target], count: int, rounds: int) -> tuple[list[Ru
     return [best[(t.name, c)] for t in targets for c in CONCURRENCY], every
 
 
+async def interleaved(target: Target, texts: list[str], tag: str) -> Run:
+    """One sender's conversation of len(texts) messages; after each of its messages the same text goes to
+    a fresh conversation (a new one every PER_CONVERSATION messages), whose latency is the reference."""
+    run = Run(target.name, 1, messages=len(texts))
+    senders = {"long": f"{tag}-long", "fresh": ""}
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        began = time.perf_counter()
+        for turn, text in enumerate(texts, 1):
+            if (turn - 1) % PER_CONVERSATION == 0:
+                senders["fresh"] = f"{tag}-fresh-{turn}"
+            for which, latencies in (("long", run.latencies_s), ("fresh", run.reference_s)):
+                started = time.perf_counter()
+                problem, recipient = await post(session, target.url, senders[which], text, target.triage)
+                latencies.append(time.perf_counter() - started)
+                if problem:
+                    run.failures.append(f"{target.name}, {which} conversation, turn {turn} ({text[:40]!r}): {problem}")
+                senders[which] = recipient or senders[which]
+        run.elapsed_s = time.perf_counter() - began
+    return run
+
+
 def turn_cost(target: Target, turns: int) -> Run:
-    """One sender's conversation of `turns` messages, one at a time."""
-    texts = target.texts(turns, seed=5)
-    return asyncio.run(load(target, [texts], 1, f"long-{time.time_ns()}"))
+    return asyncio.run(interleaved(target, target.texts(turns, seed=5), f"long-{time.time_ns()}"))
 
 
-def window_ms(run: Run, first: int, last: int) -> float:
-    """The median latency of turns first..last (1-based) of a one-conversation run."""
-    return 1000 * statistics.median(run.latencies_s[first - 1 : last])
+def window_ms(run: Run, first: int, last: int, reference: bool = False) -> float:
+    """The median latency of turns first..last (1-based) of a turn cost run (or of its reference)."""
+    return 1000 * statistics.median((run.reference_s if reference else run.latencies_s)[first - 1 : last])
+
+
+def turn_growth(run: Run) -> float:
+    """Turns 291-300 of the long conversation against the fresh conversations' turns sent meanwhile."""
+    first, last = TURN_WINDOWS[-1]
+    return window_ms(run, first, last) / window_ms(run, first, last, reference=True)
 
 
 # -- servers ---------------------------------------------------------------------------------------
@@ -309,7 +341,9 @@ def verdict(best: Sequence[Run], every: Sequence[Run], long: Sequence[Run], ours
     """What fails the benchmark: every failed reply, then every missed target. Empty: all is well."""
     failed = [failure for run in (*every, *long) for failure in run.failures]
     problems = [f"{len(failed)} replies failed their checks, e.g. {failure}" for failure in failed[:1]]
-    if any(run.messages != len(run.latencies_s) for run in (*every, *long)):
+    if any(run.messages != len(run.latencies_s) for run in (*every, *long)) or any(
+        len(run.reference_s) != run.messages for run in long
+    ):
         problems.append("a run lost track of some of its messages")
     if problems:
         return problems  # figures of runs with failed requests mean nothing
@@ -322,7 +356,7 @@ def verdict(best: Sequence[Run], every: Sequence[Run], long: Sequence[Run], ours
         problems.append(f"p95 at concurrency 1 is {mine.percentile_ms(0.95):.0f} ms (target < {TARGET_P95_MS:.0f})")
     for run in long:
         if run.assistant == ours and len(run.latencies_s) >= TURN_WINDOWS[-1][1]:
-            growth = window_ms(run, *TURN_WINDOWS[-1]) / window_ms(run, *TURN_WINDOWS[0])
+            growth = turn_growth(run)
             if growth > TARGET_TURN_GROWTH:
                 problems.append(f"turn {TURN_WINDOWS[-1][1]} costs {growth:.2f}x turn 1 "
                                 f"(target <= {TARGET_TURN_GROWTH}x)")  # fmt: skip
@@ -345,15 +379,17 @@ def report(best: Sequence[Run], long: Sequence[Run], settings: dict[str, dict[st
     for concurrency in CONCURRENCY:
         ratio = by[(names[0], concurrency)].messages_per_s / by[(names[1], concurrency)].messages_per_s
         print(f"  throughput vs stock at concurrency {concurrency}: {ratio:.2f}x")
-    print(f"\nTurn cost: one sender, {LONG_TURNS} messages one after another (median ms per window of turns)")
+    print(f"\nTurn cost: one sender, {LONG_TURNS} messages one after another, each followed by the same text in a "
+          f"fresh conversation (median ms per window of turns: long conversation / fresh conversations)")  # fmt: skip
     for run in long:
         if len(run.latencies_s) < TURN_WINDOWS[-1][1]:
             continue
-        windows = [window_ms(run, first, last) for first, last in TURN_WINDOWS]
-        shown = "  ".join(
-            f"turns {first}-{last}: {ms:6.1f}" for (first, last), ms in zip(TURN_WINDOWS, windows, strict=True)
-        )
-        print(f"  {run.assistant:26} {shown}   last/first {windows[-1] / windows[0]:.2f}x")
+        pairs = [
+            (first, last, window_ms(run, first, last), window_ms(run, first, last, True))
+            for first, last in TURN_WINDOWS
+        ]
+        shown = "  ".join(f"turns {first}-{last}: {mine:6.1f} / {fresh:5.1f}" for first, last, mine, fresh in pairs)
+        print(f"  {run.assistant:26} {shown}   turn {TURN_WINDOWS[-1][1]} vs turn 1: {turn_growth(run):.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [run.summary() for run in best],
         "turn_cost_ms": {
             run.assistant: {
-                f"{a}-{b}": round(window_ms(run, a, b), 1) for a, b in TURN_WINDOWS if b <= len(run.latencies_s)
+                f"{a}-{b}": [round(window_ms(run, a, b), 1), round(window_ms(run, a, b, reference=True), 1)]
+                for a, b in TURN_WINDOWS
+                if b <= len(run.latencies_s)
             }
             for run in long
         },
