@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from bot.careteam import phones, treatment
 from bot.careteam.accounts import Accounts
 from bot.careteam.patients import PatientError, Patients
-from bot.careteam.store import EscalationStore, outbox
+from bot.careteam.store import EscalationStore, Query, outbox
 from bot.database import create_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +185,15 @@ def test_texts_from_the_patients_and_a_caregivers_number_share_the_patients_esca
     assert second.escalation.message_count == 2
     senders = [message["sender_id"] for message in store.messages(first.escalation.id)]
     assert senders == [f"sms:{ANA_MOTHER}", f"sms:{ANA}"]  # the number that wrote each message
+
+
+def test_the_queue_finds_a_patients_escalation_by_name_or_mrn(roster: Patients, engine: sa.engine.Engine) -> None:
+    enrol_ana(roster)
+    store = EscalationStore(engine=engine)
+    store.record(f"sms:{ANA}", "sms", "m1", "she had a fit", SEIZURE)
+    store.record("sms:+16175550199", "sms", "m2", "temp 38.9", FEVER)
+    assert [item.sender_id for item in store.queue(Query(search="ruiz"))] == [f"sms:{ANA}"]
+    assert [item.sender_id for item in store.queue(Query(search="mrn-1"))] == [f"sms:{ANA}"]
 
 
 def test_a_text_from_an_unknown_number_is_still_escalated_for_nobody(

@@ -484,6 +484,15 @@ class EscalationStore:
                 sa.or_(
                     sa.func.lower(escalations.c.sender_id).like(pattern, escape="\\"),
                     sa.func.lower(escalations.c.terms).like(pattern, escape="\\"),
+                    # An enrolled patient is found by name or medical record number.
+                    escalations.c.patient_id.in_(
+                        sa.select(patients.patients.c.id).where(
+                            sa.or_(
+                                sa.func.lower(patients.patients.c.name).like(pattern, escape="\\"),
+                                sa.func.lower(patients.patients.c.mrn).like(pattern, escape="\\"),
+                            )
+                        )
+                    ),
                     escalations.c.id.in_(
                         sa.select(escalation_messages.c.escalation_id).where(
                             sa.or_(
