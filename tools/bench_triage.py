@@ -174,7 +174,8 @@ def main() -> int:
     print(f"  throughput  {result['messages_per_s']:8.0f} messages/s   (target >= 2000)  "
           f"{'ok' if verdict['messages_per_s'] else 'MISSED'}   passes: "
           f"{', '.join(f'{rate:.0f}' for rate in result['rates'])}")  # fmt: skip
-    print(f"  semantic    p50 {semantic['p50_ms']:.1f} ms, p95 {semantic['p95_ms']:.1f} ms per call (target p95 < 15 ms)  "
+    print(f"  semantic    p50 {semantic['p50_ms']:.1f} ms, p95 {semantic['p95_ms']:.1f} ms per call "
+          "(target p95 < 15 ms)  "
           f"{'ok' if verdict['semantic_p95_ms'] else 'MISSED'}   {semantic['calls']} calls on "
           f"{semantic['unseen_messages']} unseen-phrase messages; {semantic['calls_on_bench_messages']} calls "
           f"on the {result['messages']} benchmark messages")  # fmt: skip

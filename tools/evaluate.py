@@ -22,7 +22,7 @@ import bot
 from bot.triage import catalogue
 from bot.triage.catalogue import Catalogue
 from tools import serve
-from tools.evaluation import cases, diet, report
+from tools.evaluation import cases, conversations, diet, report
 from tools.evaluation.metrics import score
 from tools.evaluation.systems import DietBaseline, FuzzyBaseline, RasaNLU, System, TriageCore
 
@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", type=Path, default=cases.DEV_SET, help="development vignettes")
     parser.add_argument("--test", type=Path, default=cases.TEST_SET, help="the project's test vignettes")
     parser.add_argument("--fresh", type=Path, default=cases.FRESH_SET, help="vignettes nothing was tuned on")
+    parser.add_argument(
+        "--conversations",
+        type=Path,
+        default=conversations.CONVERSATIONS,
+        help="multi-turn conversations scored over the REST webhook (skipped with --no-rasa)",
+    )
     parser.add_argument("--tuning", type=Path, default=cases.TUNING_SET, help="the semantic thresholds' tuning set")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -92,15 +98,34 @@ def main(argv: list[str] | None = None) -> int:
         "matrices' rows are the most urgent acceptable level."
     )
     notes.append(f"Run time {time.monotonic() - started:.0f} s, training included, on {os.cpu_count()} cores.")
+    dialogue = ""
+    if not args.no_rasa:
+        talks = conversations.load(args.conversations)
+        clock = time.monotonic()
+        print(f"conversations: {len(talks)} through the REST webhook ...", flush=True)
+        with conversations.running_servers() as client:
+            turns = conversations.run(client, talks)
+        dialogue = conversations.report(talks, turns)
+        print(f"conversations: {sum(t.ok for t in turns)} of {len(turns)} turns right "
+              f"in {time.monotonic() - clock:.0f} s")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     for result in results:
         report.confusion_png(result, args.out / f"confusion-{result.name}.png")
-    (args.out / "report.md").write_text(report.markdown(results, ours, baselines, notes), encoding="utf-8")
+    markdown = report.markdown(results, ours, baselines, notes)
+    if dialogue:
+        markdown += (
+            f"\n\n## Conversations (`{_shown(args.conversations)}`, over the REST webhook)\n\n"
+            "Each turn is scored on the level of its reply's triage object and on what the reply must and must "
+            "not say; a conversation is right when every turn is.\n\n" + dialogue + "\n"
+        )
+    (args.out / "report.md").write_text(markdown, encoding="utf-8")
     print()
     print(report.summary_table(list(results)))
     print()
     for result in results:
         print("\n".join(report.comparison(result, ours, baselines)))
+    if dialogue:
+        print("\n" + dialogue.split("\n\nFailed turns:")[0])
     print(f"\nreport: {_shown(args.out / 'report.md')} ({time.monotonic() - started:.0f} s)")
     return 0
 

@@ -62,7 +62,10 @@ class ActionFollowUp(Action):
             if asked:
                 terms = " and ".join(item["term"] for item in asked)
                 return answer(dispatcher, tracker, text, default_triager().triage(f"I have {terms}"))
+            if tracker.get_slot(EMERGENCY_OPEN):
+                dispatcher.utter_message(response="utter_emergency_first", **contact_variables())
             dispatcher.utter_message(response="utter_affirm")
+            _send_state(dispatcher, tracker, emergency_open=bool(tracker.get_slot(EMERGENCY_OPEN)))
             return []
         if intent == "report_handled":
             dispatcher.utter_message(response="utter_handled")

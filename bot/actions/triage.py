@@ -102,7 +102,12 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     reminder = _reminder(earlier, triage.level)
     if reminder:
         dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
-    dispatcher.utter_message(json_message={"triage": {**triage.to_dict(), "emergency_open": emergency_open}})
+    shown = triage.to_dict()
+    if emergency_open and triage.level != Level.EMERGENCY:
+        # The reply leads with the open emergency, so its triage object says emergency; the message's own
+        # level stays beside it (and is what the escalation records).
+        shown = {**shown, "level": Level.EMERGENCY.value, "message_level": triage.level.value}
+    dispatcher.utter_message(json_message={"triage": {**shown, "emergency_open": emergency_open}})
     # Before the reply leaves: an escalation is committed (or spooled) first.
     _record_escalation(tracker, text, triage)
     events = _slots(history, triage, tracker)
