@@ -73,6 +73,7 @@ TRACKER_TURNS = max(1, int(os.environ.get("TRIAGE_TRACKER_TURNS", "3")))
 #: state: slots, the active loop, pause and resume; resets and restarts bound which of them count.
 SLOT, LOOP, PAUSE, RESUME, RESET_SLOTS, RESTART = "slot", "active_loop", "pause", "resume", "reset_slots", "restart"
 SESSION_STARTED = "session_started"
+ANY = "*any*"
 #: The indexes the window's queries use (see the module docstring), by name.
 INDEXES = {
     "ix_events_sender_type_action_id": "sender_id, type_name, action_name, id",
@@ -179,22 +180,29 @@ class TriageSQLTrackerStore(SQLTrackerStore):
     def _state_before(
         self, connection: sa.engine.Connection, sender_id: str, session_start: int, start: int
     ) -> list[tuple[int, str]]:
-        """The stored events, in order, that carry the state rows session_start..start-1 left."""
+        """The stored events, in order, that carry the state rows session_start..start-1 left: the latest
+        row of each slot of the domain, of the active loop, of pause and resume, of reset and restart. Each
+        is one seek in the (sender_id, type_name, action_name, id) index, however long the session."""
         events = self.SQLEvent.__table__
-        kinds = (SLOT, LOOP, PAUSE, RESUME, RESET_SLOTS, RESTART)
-        latest = (
-            sa.select(sa.func.max(events.c.id))
-            .where(
-                events.c.sender_id == sender_id,
-                events.c.type_name.in_(kinds),
-                events.c.id >= session_start,
-                events.c.id < start,
-            )
-            .group_by(events.c.type_name, events.c.action_name)
-        )
+        before = (events.c.sender_id == sender_id, events.c.id >= session_start, events.c.id < start)
+        # (type, action_name): a slot event's action_name is the slot's name; the others have none, but an
+        # active_loop event names its loop, and the latest of any loop counts (ANY).
+        kinds: list[tuple[str, str | None]] = [(SLOT, slot.name) for slot in self.domain.slots]
+        kinds += [(PAUSE, None), (RESUME, None), (RESET_SLOTS, None), (RESTART, None), (LOOP, ANY)]
+        latest = []
+        for kind, name in kinds:
+            where = [*before, events.c.type_name == kind]
+            if name is None:
+                where.append(events.c.action_name.is_(None))
+            elif name != ANY:
+                where.append(events.c.action_name == name)
+            latest.append(sa.select(sa.func.max(events.c.id)).where(*where).scalar_subquery())
+        found = [int(i) for i in connection.execute(sa.select(*latest)).one() if i is not None]
+        if not found:
+            return []
         rows = connection.execute(
             sa.select(events.c.id, events.c.type_name, events.c.data)
-            .where(events.c.id.in_(latest.scalar_subquery()))
+            .where(events.c.id.in_(found))
             .order_by(events.c.id)
         ).all()
         return [(int(row_id), data) for row_id, data in _state_events([(int(i), str(k), d) for i, k, d in rows])]

@@ -205,6 +205,18 @@ def test_a_restart_or_a_reset_before_the_window_clears_what_it_cleared(store: Tr
     assert (window.get_slot(HISTORY), window.get_slot(HIGHEST), window.get_slot(REVIEW)) == (None, None, False)
 
 
+def test_a_pause_and_an_active_loop_from_before_the_window_still_hold(store: TriageSQLTrackerStore) -> None:
+    talk = Conversation(store)
+    talk.message(1, ActiveLoop("first_form"), ActiveLoop("symptom_form"), ConversationResumed())
+    talk.message(2, ConversationPaused(), SlotSet(HIGHEST, "mention"))
+    for number in range(3, 10):
+        talk.message(number)
+    window, whole = talk.read(), talk.rasa_read()
+    assert window.is_paused() and whole.is_paused()
+    assert window.active_loop_name == whole.active_loop_name == "symptom_form"
+    assert slots(window) == slots(whole)
+
+
 def test_a_new_session_starts_the_window_and_carries_its_slots(store: TriageSQLTrackerStore) -> None:
     talk = Conversation(store)
     for number in range(1, 8):
