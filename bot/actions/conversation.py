@@ -23,16 +23,19 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions import wording
 from bot.actions.triage import (
     ASKED_SYMPTOMS,
     EMERGENCY_OPEN,
     HISTORY,
+    LANGUAGE,
     LAST_SYMPTOMS,
     REMIND_FROM,
     REMINDED,
     answer,
     contact_variables,
     handled,
+    language_of,
     open_symptoms,
 )
 from bot.triage import Level, default_triager
@@ -49,6 +52,10 @@ class ActionFollowUp(Action):
         return "action_follow_up"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        language = language_of(tracker)
+        return [SlotSet(LANGUAGE, language), *self._reply(dispatcher, tracker, language)]
+
+    def _reply(self, dispatcher: CollectingDispatcher, tracker: Tracker, language: str) -> list[EventType]:
         intent = tracker.get_intent_of_latest_message()
         text = tracker.latest_message.get("text") or ""
         if intent in ("report_worse", "report_better"):
@@ -63,7 +70,7 @@ class ActionFollowUp(Action):
                 terms = " and ".join(item["term"] for item in asked)
                 return answer(dispatcher, tracker, text, default_triager().triage(f"I have {terms}"))
             if tracker.get_slot(EMERGENCY_OPEN):
-                dispatcher.utter_message(response="utter_emergency_first", **contact_variables())
+                dispatcher.utter_message(response="utter_emergency_first", **contact_variables(language))
             dispatcher.utter_message(response="utter_affirm")
             _send_state(dispatcher, tracker, emergency_open=bool(tracker.get_slot(EMERGENCY_OPEN)))
             return []
@@ -71,20 +78,19 @@ class ActionFollowUp(Action):
             dispatcher.utter_message(response="utter_handled")
             _send_state(dispatcher, tracker, emergency_open=False, seen_to=True)
             return [SlotSet(EMERGENCY_OPEN, False), SlotSet(HISTORY, handled(tracker)), SlotSet(REMINDED, True)]
-        return self._instruction(dispatcher, tracker)
+        return self._instruction(dispatcher, tracker, language)
 
-    def _instruction(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    def _instruction(self, dispatcher: CollectingDispatcher, tracker: Tracker, language: str) -> list[EventType]:
         """The current instruction for the most urgent open symptom, in plain words."""
-        variables = contact_variables()
+        variables = contact_variables(language)
         symptoms = open_symptoms(tracker)
         emergency = bool(tracker.get_slot(EMERGENCY_OPEN))
         level = Level.EMERGENCY if emergency else (Level(symptoms[0]["level"]) if symptoms else Level.NONE)
         if level not in FOLLOW_UPS:
             dispatcher.utter_message(response="utter_follow_up_nothing_open", **variables)
         else:
-            terms = ", ".join(item["term"] for item in symptoms if Level(item["level"]) == level) or ", ".join(
-                item["term"] for item in symptoms
-            )
+            names = [wording.term(item["term"], language) for item in symptoms if Level(item["level"]) == level]
+            terms = ", ".join(names) or ", ".join(wording.term(item["term"], language) for item in symptoms)
             dispatcher.utter_message(response=FOLLOW_UPS[level], terms=terms or "your symptoms", **variables)
         _send_state(dispatcher, tracker, emergency_open=emergency)
         return []
@@ -95,20 +101,23 @@ class ActionReminder(Action):
         return "action_reminder"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        variables = contact_variables()
+        # The reply's language is set here, before the response that follows this action is chosen.
+        language = language_of(tracker)
+        events: list[EventType] = [SlotSet(LANGUAGE, language)]
+        variables = contact_variables(language)
         if tracker.get_slot(EMERGENCY_OPEN):
             dispatcher.utter_message(response="utter_emergency_first", **variables)
-            return []
+            return events
         if tracker.get_intent_of_latest_message() not in ("thank", "goodbye") or tracker.get_slot(REMINDED):
-            return []
+            return events
         urgent = [item for item in open_symptoms(tracker) if Level(item["level"]).rank >= REMIND_FROM.rank]
         if not urgent:
-            return []
+            return events
         level = Level(urgent[0]["level"])
-        action = default_triager().catalogue.actions[level]
-        terms = ", ".join(item["term"] for item in urgent if Level(item["level"]) == level)
+        action = wording.action(level, default_triager().catalogue.actions[level], language)
+        terms = ", ".join(wording.term(item["term"], language) for item in urgent if Level(item["level"]) == level)
         dispatcher.utter_message(response="utter_reminder", instruction=action, terms=terms, **variables)
-        return [SlotSet(REMINDED, True)]
+        return [*events, SlotSet(REMINDED, True)]
 
 
 class ActionConversationState(Action):

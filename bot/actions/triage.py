@@ -17,6 +17,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.actions import wording
 from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
 from bot.settings import contacts
@@ -31,6 +32,7 @@ LAST_SYMPTOMS = "last_symptoms"
 ASKED_SYMPTOMS = "asked_symptoms"
 AWAITING_TEMPERATURE = "awaiting_temperature"
 REMINDED = "reminded"
+LANGUAGE = "language"
 #: Earlier symptoms are recalled when one of them needed at least this level and more than this reply
 #: asks for (a mention after a fever still reminds of the fever).
 REMIND_FROM = Level.CALL_NOW
@@ -60,7 +62,8 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     """The reply to a triage: headline, one line per symptom, temperature advice, reminders; the triage
     object; the escalation recorded before the reply leaves; the conversation's slots."""
     triager = default_triager()
-    variables = contact_variables()
+    language = triage.language
+    variables = contact_variables(language)
     history = _history(tracker)
     mentioned_now = {s.term for s in triage.symptoms} | {s.term for s in triage.excluded}
     if triage.temperature is not None and not triage.temperature.term:
@@ -76,9 +79,9 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
         # opens no escalation.
         dispatcher.utter_message(response="utter_side_effect_info_intro")
         for symptom in asked:
-            dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom), **variables)
+            dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom, language), **variables)
     elif triage.level == Level.NONE and any("resolved" in s.context for s in triage.excluded):
-        terms = ", ".join(s.term for s in triage.excluded if "resolved" in s.context)
+        terms = ", ".join(wording.term(s.term, language) for s in triage.excluded if "resolved" in s.context)
         dispatcher.utter_message(response="utter_better", terms=terms)
     elif triage.level == Level.NONE:
         denied = any(set(s.context) & DENIED for s in triage.excluded)
@@ -93,13 +96,14 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     else:
         dispatcher.utter_message(response=f"utter_level_{triage.level.value}", **variables)
     if triage.temperature is not None:
-        dispatcher.utter_message(response="utter_temperature_advice", advice=triage.temperature.advice)
+        band, english = triage.temperature.band, triage.temperature.advice
+        dispatcher.utter_message(response="utter_temperature_advice", advice=wording.advice(band, english, language))
     for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
-        dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level), **variables)
+        dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level, language), **variables)
     ask_temperature = triage.temperature is None and any(s.term in triager.temperature_terms for s in triage.symptoms)
     if ask_temperature:
         dispatcher.utter_message(response="utter_ask_temperature")
-    reminder = _reminder(earlier, triage.level)
+    reminder = _reminder(earlier, triage.level, language)
     if reminder:
         dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
     shown = triage.to_dict()
@@ -112,6 +116,7 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     _record_escalation(tracker, text, triage)
     events = _slots(history, triage, tracker)
     events += [
+        SlotSet(LANGUAGE, language),
         SlotSet(EMERGENCY_OPEN, emergency_open or triage.level == Level.EMERGENCY),
         SlotSet(AWAITING_TEMPERATURE, ask_temperature),
         SlotSet(REMINDED, False),
@@ -124,9 +129,22 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     return events
 
 
-def contact_variables() -> dict[str, str]:
+def contact_variables(language: str = "en") -> dict[str, str]:
     numbers = contacts()
-    return {"emergency_number": numbers.emergency_number, "care_team_phone_suffix": numbers.care_team_phone_suffix}
+    return {
+        "emergency_number": numbers.emergency_number,
+        "care_team_phone_suffix": wording.care_team_suffix(numbers.care_team_phone_suffix, language),
+    }
+
+
+def language_of(tracker: Tracker) -> str:
+    """The language of the patient's latest message, as the NLU's triage read it (else the last one)."""
+    triage = (tracker.latest_message or {}).get("triage") or {}
+    language = triage.get("language") if isinstance(triage, dict) else None
+    if language in ("en", "es"):
+        return str(language)
+    slot = tracker.get_slot(LANGUAGE)
+    return str(slot) if slot in ("en", "es") else "en"
 
 
 def open_symptoms(tracker: Tracker) -> list[dict[str, str]]:
@@ -171,28 +189,37 @@ def _record_escalation(tracker: Tracker, text: str, triage: Triage) -> None:
     )
 
 
-def _line(symptom: Symptom, headline: Level) -> dict[str, str]:
+def _line(symptom: Symptom, headline: Level, language: str) -> dict[str, str]:
     """The symptom's line. What to do is said again only where the headline does not already say it:
     a less urgent symptom beside a more urgent one, or one escalated because it is severe."""
-    explanation = default_triager().catalogue.entry(symptom.term).explanation
+    catalogue = default_triager().catalogue
+    explanation = wording.explanation(symptom.term, catalogue.entry(symptom.term).explanation, language)
     what = ""
     if symptom.level != headline:
-        what = default_triager().catalogue.actions[symptom.level] + " "
+        what = wording.action(symptom.level, catalogue.actions[symptom.level], language) + " "
     if "severe" in symptom.context:
-        what = "You said it is severe. " + what
-    return {"term": symptom.term[0].upper() + symptom.term[1:], "what_to_do": what, "explanation": explanation}
+        what = wording.phrase("you_said_severe", "You said it is severe.", language) + " " + what
+    return {"term": _capital(wording.term(symptom.term, language)), "what_to_do": what, "explanation": explanation}
 
 
-def _information(symptom: Symptom) -> dict[str, str]:
+def _information(symptom: Symptom, language: str) -> dict[str, str]:
     """What the medicine guide says about a symptom asked about, and when to call if it happens."""
     catalogue = default_triager().catalogue
     entry = catalogue.entry(symptom.term)
-    action = catalogue.actions[entry.level]
+    action = wording.action(entry.level, catalogue.actions[entry.level], language)
     return {
-        "term": entry.term[0].upper() + entry.term[1:],
-        "explanation": entry.explanation,
-        "when_to_call": f"If it happens: {action[0].lower()}{action[1:]}",
+        "term": _capital(wording.term(entry.term, language)),
+        "explanation": wording.explanation(entry.term, entry.explanation, language),
+        "when_to_call": wording.phrase("if_it_happens", "If it happens: {action}", language, action=_lower(action)),
     }
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _history(tracker: Tracker) -> list[dict[str, str]]:
@@ -202,17 +229,20 @@ def _history(tracker: Tracker) -> list[dict[str, str]]:
     return [item for item in value if isinstance(item, dict) and {"term", "level"} <= set(item)]
 
 
-def _reminder(earlier: list[dict[str, str]], now: Level) -> dict[str, str] | None:
+def _reminder(earlier: list[dict[str, str]], now: Level, language: str) -> dict[str, str] | None:
     urgent = [item for item in earlier if Level(item["level"]).rank >= REMIND_FROM.rank]
     if not urgent:
         return None
     worst = max(urgent, key=lambda item: Level(item["level"]).rank)
     if Level(worst["level"]).rank <= now.rank:  # this reply's headline already asks for as much
         return None
-    action = default_triager().catalogue.actions[Level(worst["level"])]
+    level = Level(worst["level"])
+    action = wording.action(level, default_triager().catalogue.actions[level], language)
     return {
-        "earlier": ", ".join(item["term"] for item in urgent),
-        "earlier_advice": f"If you have not acted on that yet: {action[0].lower()}{action[1:]}",
+        "earlier": ", ".join(wording.term(item["term"], language) for item in urgent),
+        "earlier_advice": wording.phrase(
+            "if_not_acted", "If you have not acted on that yet: {action}", language, action=_lower(action)
+        ),
     }
 
 

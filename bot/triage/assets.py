@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ from spacy.lookups import Lookups
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "build" / "assets"
 PIPELINE = "spacy_en_lookup"
+#: Spanish: lemma lookups (accents folded, as the matcher sees text) and common words, from the same package.
+SPANISH_LEMMAS = "spanish_lemmas"
+SPANISH_COMMON_WORDS = "spanish_common_words.txt"
 #: Bump when what `build` writes changes, so that older asset folders are rebuilt on first use.
-VERSION = "2"
+VERSION = "3"
 COMMON_WORDS = "common_words.txt"
 FOREIGN_WORDS = "foreign_function_words.txt"
 
@@ -69,6 +73,7 @@ def build(target: Path | None = None) -> Path:
         english = {word for word, logprob in probabilities.items() if logprob >= ENGLISH_WORD_LOGPROB}
         foreign = sorted(_stop_words(OTHER_LANGUAGES) - _stop_words(("en",)) - english)
         (scratch / FOREIGN_WORDS).write_text("\n".join(foreign) + "\n", encoding="utf-8")
+        _build_spanish(scratch)
         (scratch / ".built").write_text(_stamp(), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
@@ -92,6 +97,43 @@ def load_core_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[
         return str(table.get(word, word))
 
     return nlp, lemma
+
+
+def _build_spanish(scratch: Path) -> None:
+    """Spanish lemmas with accents folded on both sides (the matcher reads "vomitó" as "vomito"), and the
+    common Spanish words that spelling correction must leave alone."""
+    lemmas: dict[str, str] = {}
+    for word, lemma in _lookups_table("es_lemma_lookup").items():
+        lemmas.setdefault(fold_accents(str(word)), fold_accents(str(lemma)))
+    lookups = Lookups()
+    lookups.add_table("lemma_lookup", lemmas)
+    lookups.to_disk(scratch / SPANISH_LEMMAS)
+    probabilities = _lookups_table("es_lexeme_prob")
+    common = sorted({fold_accents(w) for w, p in probabilities.items() if p >= COMMON_WORD_LOGPROB and " " not in w})
+    (scratch / SPANISH_COMMON_WORDS).write_text("\n".join(common) + "\n", encoding="utf-8")
+
+
+def fold_accents(word: str) -> str:
+    """ "vomitó" -> "vomito", "niño" -> "nino": what the normaliser does to letters before matching."""
+    return "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
+
+
+def load_spanish_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[str], str], frozenset[str]]:
+    """A blank Spanish tokenizer with a sentencizer, the folded lemma lookup, and the common words."""
+    path = _ensure(folder)
+    nlp = spacy.blank("es")
+    nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
+    table = Lookups().from_disk(path / SPANISH_LEMMAS).get_table("lemma_lookup")
+
+    def lemma(word: str) -> str:
+        return str(table.get(word, word))
+
+    common = frozenset((path / SPANISH_COMMON_WORDS).read_text(encoding="utf-8").split())
+    return nlp, lemma, common
+
+
+def spanish_stop_words() -> frozenset[str]:
+    return frozenset(fold_accents(word) for word in _stop_words(("es",)))
 
 
 def load_common_words(folder: Path | None = None) -> frozenset[str]:

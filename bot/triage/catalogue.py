@@ -149,7 +149,7 @@ def _load_entries(
         for syndrome in entry_syndromes:
             if syndrome not in syndromes:
                 raise row.error("syndromes", f"has {syndrome!r}; allowed: {', '.join(syndromes)}")
-        synonyms = _phrases(row, "synonyms", groups)
+        synonyms = phrases_of(row, "synonyms", groups)
         if not synonyms:
             raise row.error("synonyms", "is empty; give the words patients use, separated by |")
         entries.append(
@@ -161,7 +161,7 @@ def _load_entries(
                 syndromes=entry_syndromes,
                 also_named=tuple(name.lower() for name in row.items("also_named", ";")),
                 synonyms=synonyms,
-                severe_synonyms=_phrases(row, "severe_synonyms", groups),
+                severe_synonyms=phrases_of(row, "severe_synonyms", groups),
                 explanation=row.required("explanation"),
             )
         )
@@ -177,7 +177,7 @@ def _section(row: Row, name: str, sections: dict[str, Section]) -> Section:
     return section
 
 
-def _phrases(row: Row, column: str, groups: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+def phrases_of(row: Row, column: str, groups: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """The column's `|`-separated phrases, checked for the phrase syntax (see `matcher`)."""
     phrases = []
     for phrase in row.items(column, "|"):

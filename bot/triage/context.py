@@ -64,9 +64,9 @@ class Cue:
 class Context:
     """Runs ConText over target spans and reports each span's cues."""
 
-    def __init__(self, nlp: Language, rules_path: Path, key: Callable[[str], str]) -> None:
+    def __init__(self, nlp: Language, rules_paths: list[Path], key: Callable[[str], str]) -> None:
         keyed = KeyedPipeline(nlp, key)
-        rules = load_rules(rules_path, keyed)
+        rules = [rule for path in rules_paths for rule in load_rules(path, keyed)]
         # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
         self._context = _context(keyed, rules, prune_on_target_overlap=True)
         # For whole clauses (the semantic matcher's targets), whose cues lie inside them.

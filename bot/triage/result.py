@@ -107,6 +107,8 @@ class Triage:
     temperature: Temperature | None = None
     #: Why a message is `unclear`: "unreadable" (not English) or "unmatched_complaint".
     unclear_because: str = ""
+    #: The language the message was read in: "en", or "es" for Spanish.
+    language: str = "en"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,4 +118,5 @@ class Triage:
             "excluded": [symptom.to_dict() for symptom in self.excluded],
             "temperature": self.temperature.to_dict() if self.temperature else None,
             "unclear_because": self.unclear_because or None,
+            "language": self.language,
         }

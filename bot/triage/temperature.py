@@ -27,12 +27,15 @@ _NUMBER = re.compile(
 )
 _OTHER_UNIT = re.compile(
     r"\s*(?:%|kg|kgs|kilos?|lbs?|pounds?|g|mg|mcg|ml|mls|l|cm|mm|mmol|bpm|beats|breaths|hours?|hrs?|"
-    r"mins?|minutes?|days?|weeks?|months?|years?|yrs?|y/?o|am|pm|times|x)\b",
+    r"mins?|minutes?|days?|weeks?|months?|years?|yrs?|y/?o|am|pm|times|x|"
+    r"anos|años|kilos|libras|horas|dias|días|meses|semanas|veces|minutos)\b",
     re.IGNORECASE,
 )
 _CUE = re.compile(
     r"\b(?:temp|temps|temperature|temperatures|fever|feva|fevers|feverish|thermometer|therm|reading|read|"
-    r"spiked?|spiking|running|ran|degrees?|celsius|fahrenheit)\b|°|º",
+    r"spiked?|spiking|running|ran|degrees?|celsius|fahrenheit|"
+    # Spanish (accents folded by the normaliser): "tiene 38,5 de temperatura", "calentura de 39".
+    r"temperatura|fiebre|calentura|grados?|termometro|febril|tiene|marca)\b|°|º",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"[.!?;\n](?!\d)")

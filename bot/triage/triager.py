@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from spacy.tokens import Doc
 
-from bot.triage import assets, catalogue, semantic, temperature
+from bot.triage import assets, catalogue, semantic, spanish, temperature
+from bot.triage.assets import fold_accents
 from bot.triage.catalogue import Catalogue
 from bot.triage.context import ASKING, EXCLUDING, NEGATED, QUESTION, WELL, Context, Cue
 from bot.triage.embedding import default_encoder
@@ -38,24 +41,46 @@ _INVISIBLE = re.compile(
     r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
 )
 _WORD = re.compile(r"[a-z]+")
+log = logging.getLogger(__name__)
 
 
 class Triager:
     """Triage of patient messages against the side-effect catalogue."""
 
     def __init__(
-        self, knowledge: Path | None = None, assets_folder: Path | None = None, *, semantic_matching: bool | None = None
+        self,
+        knowledge: Path | None = None,
+        assets_folder: Path | None = None,
+        *,
+        semantic_matching: bool | None = None,
+        language: str = spanish.ENGLISH,
     ) -> None:
-        """`semantic_matching` None follows `TRIAGE_SEMANTIC` (default on; "0" for the lexicon alone)."""
+        """`semantic_matching` None follows `TRIAGE_SEMANTIC` (default on; "0" for the lexicon alone).
+        `language` "es" reads Spanish with the Spanish words of `knowledge/es/` beside the English ones; the
+        English triager hands Spanish messages to one of these by itself."""
         folder = knowledge or knowledge_dir()
-        self.catalogue = catalogue.load(folder)
-        self._nlp, lemma = assets.load_core_pipeline(assets_folder)
+        self.language = language
+        self._knowledge, self._assets_folder, self._semantic_matching = folder, assets_folder, semantic_matching
+        self._spanish: Triager | None = None
+        self._spanish_lock = threading.Lock()
+        self._spanish_failed = False
+        english = catalogue.load(folder)
+        folders = [folder]
+        if language == spanish.SPANISH:
+            words = spanish.knowledge_folder(folder)
+            folders.append(words)
+            self.catalogue = spanish.with_spanish_words(english, words)
+            self._nlp, lemma, common = assets.load_spanish_pipeline(assets_folder)
+            variants = load_variants(words / "spelling.csv", {})
+            stop = assets.english_stop_words() | assets.spanish_stop_words()
+        else:
+            self.catalogue = english
+            self._nlp, lemma = assets.load_core_pipeline(assets_folder)
+            variants = load_variants(folder / "spelling.csv", assets.lookups_table("en_lexeme_norm"))
+            common = assets.load_common_words(assets_folder)
+            stop = assets.english_stop_words()
         self._sentencizer = self._nlp.get_pipe("sentencizer")
-        self._speller = Speller(
-            lemma,
-            load_variants(folder / "spelling.csv", assets.lookups_table("en_lexeme_norm")),
-            assets.load_common_words(assets_folder),
-        )
+        self._speller = Speller(lemma, variants, common)
 
         keys: dict[str, list[str]] = {}
 
@@ -64,12 +89,13 @@ class Triager:
                 keys[text] = [self._speller.key(token.norm_) for token in self._nlp.make_doc(text.lower())]
             return keys[text]
 
-        cue_phrases = load_phrases(folder / "complaint_cues.csv")
-        not_symptom_phrases = load_phrases(folder / "non_symptoms.csv")
-        wellbeing_phrases = load_phrases(folder / "wellbeing_cues.csv")
+        cue_phrases = [p for f in folders for p in load_phrases(f / "complaint_cues.csv")]
+        not_symptom_phrases = [p for f in folders for p in load_phrases(f / "non_symptoms.csv")]
+        wellbeing_phrases = [p for f in folders for p in load_phrases(f / "wellbeing_cues.csv")]
         topics = {
-            row.required("phrase").lower(): row.required("topic")
-            for row in read_table(folder / "complaint_topics.csv", ("phrase", "topic"))
+            fold_accents(row.required("phrase")): row.required("topic")
+            for f in folders
+            for row in read_table(f / "complaint_topics.csv", ("phrase", "topic"))
         }
         # The vocabulary must be known before any phrase is compiled: it decides which words are left
         # as written and which may be respelled, for phrases and messages alike.
@@ -95,7 +121,7 @@ class Triager:
         self._not_symptoms = PhraseIndex(self._nlp.vocab, keyer, groups, "not_symptom")
         for phrase in not_symptom_phrases:
             self._not_symptoms.add(0, phrase)
-        self._context = Context(self._nlp, folder / "context_rules.json", self._speller.key)
+        self._context = Context(self._nlp, [f / "context_rules.json" for f in folders], self._speller.key)
         self._thermometer = temperature.load(folder / "temperature.csv")
         self._policy = Policy(self.catalogue, self._thermometer.terms)
         if semantic_matching is None:
@@ -106,10 +132,10 @@ class Triager:
             self._semantic = SemanticIndex(
                 default_encoder(), semantic.readable_phrases(self.catalogue), assets.assets_dir()
             )
-        self._stop = assets.english_stop_words()
+        self._stop = stop
         #: Match keys a denial in a phrase's gap must contain ("aren't" holds "not"): the cheap check first.
         self._negation_keys = frozenset(self._speller.key(word) for word in ("no", "not", "n't", "never", "nor"))
-        self._language = LanguageCheck(
+        self._language_check = LanguageCheck(
             self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
         )
 
@@ -122,6 +148,10 @@ class Triager:
         """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
         original = text if isinstance(text, str) else str(text)
         plain = normalise(original)
+        if self.language == spanish.ENGLISH and spanish.default_identifier().language(plain.text) == spanish.SPANISH:
+            reader = self.spanish_triager()
+            if reader is not None:
+                return reader.triage(original)
         clean = plain.text
         findings: list[Finding] = []
         complaints: list[Complaint] = []
@@ -187,7 +217,25 @@ class Triager:
         decided = self._policy.decide(
             findings, complaints, self._thermometer.read(clean), lambda: self._readable(plain, docs)
         )
-        return _in_original(decided, plain)
+        return _in_original(dataclasses.replace(decided, language=self.language), plain)
+
+    def spanish_triager(self) -> Triager | None:
+        """The triager for Spanish messages, built on first need (about a second) with the same settings;
+        None if it cannot be built, and then Spanish is read as a language the assistant does not read
+        (`unclear`, a person reads it): a message is never left unanswered."""
+        with self._spanish_lock:
+            if self._spanish is None and not self._spanish_failed:
+                try:
+                    self._spanish = Triager(
+                        self._knowledge,
+                        self._assets_folder,
+                        semantic_matching=self._semantic_matching,
+                        language=spanish.SPANISH,
+                    )
+                except Exception:
+                    self._spanish_failed = True
+                    log.exception("the Spanish triager could not be built; Spanish messages go to a person")
+            return self._spanish
 
     def _resembling(
         self, doc: Doc, explained: list[Match], cues: list[Match], budget: int
@@ -307,13 +355,15 @@ class Triager:
         )
 
     def _readable(self, plain: Normalised, docs: list[Doc]) -> bool:
+        if self.language == spanish.SPANISH:
+            return True  # identified as Spanish, which this triager reads
         """The language check sees the letters as written (accents and other scripts kept): folding them
         for matching must not make French or Russian look like English."""
         if plain.text == plain.original:
-            return self._language.readable(plain.text, docs)
+            return self._language_check.readable(plain.text, docs)
         written = written_form(plain.original)
         written_docs = [self._read(piece) for _, piece in chunks(sanitize(written), CHUNK_CHARS)]
-        return self._language.readable(written, written_docs)
+        return self._language_check.readable(written, written_docs)
 
     def _read(self, text: str) -> Doc:
         doc = self._nlp.make_doc(text.lower() if len(text.lower()) == len(text) else _lower_each(text))

@@ -1,0 +1,57 @@
+"""The patient's language for texts that are not domain responses: the catalogue's explanations and
+term names, what each level asks, temperature advice and a few phrases, from `knowledge/translations.csv`
+(English beside Spanish, the English being the source). A text the file does not translate stays English.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+
+from bot.triage.knowledge import knowledge_dir
+from bot.triage.result import Level
+
+SPANISH = "es"
+
+
+@lru_cache(maxsize=1)
+def _spanish() -> dict[str, tuple[str, str]]:
+    with (knowledge_dir() / "translations.csv").open(encoding="utf-8", newline="") as handle:
+        return {row["key"]: (row["english"], row["spanish"]) for row in csv.DictReader(handle)}
+
+
+def say(key: str, english: str, language: str, **values: str) -> str:
+    """`english` in `language`: the translation of `key` when it translates this very English text."""
+    text = english
+    if language == SPANISH:
+        source, spanish = _spanish().get(key, ("", ""))
+        if spanish and (source == english or "{" in source):
+            text = spanish
+    return text.format(**values) if values else text
+
+
+def term(name: str, language: str) -> str:
+    return say(f"term:{name}", name, language)
+
+
+def explanation(name: str, english: str, language: str) -> str:
+    return say(f"explanation:{name}", english, language)
+
+
+def action(level: Level, english: str, language: str) -> str:
+    return say(f"level_action:{level.value}", english, language)
+
+
+def advice(band: str, english: str, language: str) -> str:
+    return say(f"temperature_advice:{band}", english, language)
+
+
+def phrase(key: str, english: str, language: str, **values: str) -> str:
+    return say(f"phrase:{key}", english, language, **values)
+
+
+def care_team_suffix(english_suffix: str, language: str) -> str:
+    """ " at +1 555 0100" in the patient's language."""
+    if language == SPANISH and english_suffix.startswith(" at "):
+        return " al " + english_suffix[len(" at ") :]
+    return english_suffix

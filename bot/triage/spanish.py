@@ -1,0 +1,100 @@
+"""Spanish: which messages are in Spanish, and the Spanish words of the same catalogue.
+
+The catalogue stays the monograph's, in English: its terms, levels and reasons. `knowledge/es/` adds
+Spanish ways to say each term (`side_effects.csv`: term, synonyms, severe_synonyms), Spanish word groups,
+context cues, complaint words and SMS spellings; a Spanish message is read with the Spanish words and the
+English ones together, so "tiene fever" and "le duele el stomach" are read too.
+
+Language identification is lingua's (`lingua-language-detector`), over a few languages that patients
+here may write in; a message is Spanish when Spanish is the likeliest of them. It is asked only when a
+message holds a sign of Spanish (an accent or a Spanish word that is not also English), so English
+messages pay nothing for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bot.triage.catalogue import Catalogue, Entry, phrases_of
+from bot.triage.knowledge import KnowledgeError, read_table
+
+SPANISH = "es"
+ENGLISH = "en"
+#: How much likelier Spanish must be than any other language: "tiene fever" is (0.35 against 0.26 for
+#: Italian), a stray "y" in English is not.
+MARGIN = 0.05
+#: Signs that a message may be Spanish: letters English does not use, or its common short words.
+_SIGNS = re.compile(
+    r"[áéíóúñ¿¡ü]|\b(?:que|q|de|la|el|los|las|y|es|tiene|tengo|mi|mis|le|les|se|por|con|una|un|del|al|pero|muy|ya|"
+    r"su|sus|esta|está|estoy|hijo|hija|niño|niña|duele|dolor|fiebre|calentura|cabeza|panza|hace|desde|también|tb|"
+    r"x|xq|porque|qué|cómo|como|para|pa|mucho|poco|nada|sin|hoy|ayer|noche|mañana|vomito|vomitó|devolvió|"
+    r"hola|gracias|buenas|buenos|días|dias|sí|si|bien|mal)\b",
+    re.IGNORECASE,
+)
+
+
+def with_spanish_words(known: Catalogue, folder: Path) -> Catalogue:
+    """The catalogue with the Spanish phrasings of each term beside the English ones, and the Spanish word
+    groups beside the English groups (a Spanish group may not reuse an English group's name)."""
+    groups = dict(known.groups)
+    for row in read_table(folder / "word_groups.csv", ("group", "words")):
+        name = row.required("group").lower()
+        if name in groups:
+            raise row.error("group", f"is {name!r}, already an English group; choose another name")
+        groups[name] = tuple(word.strip().lower() for word in row.required("words").split("|") if word.strip())
+    spanish: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    terms = {entry.term for entry in known.entries}
+    for row in read_table(folder / "side_effects.csv", ("term", "synonyms", "severe_synonyms")):
+        term = row.required("term")
+        if term not in terms:
+            raise row.error("term", f"is {term!r}, not a term of the catalogue (knowledge/side_effects.csv)")
+        phrases = phrases_of(row, "synonyms", groups)
+        severe = phrases_of(row, "severe_synonyms", groups)
+        spanish[term] = (phrases, severe)
+
+    def widened(entry: Entry) -> Entry:
+        phrases, severe = spanish.get(entry.term, ((), ()))
+        return dataclasses.replace(
+            entry, synonyms=entry.synonyms + phrases, severe_synonyms=entry.severe_synonyms + severe
+        )
+
+    return dataclasses.replace(known, entries=tuple(widened(e) for e in known.entries), groups=groups)
+
+
+class Identifier:
+    """Says whether a message is Spanish (lingua over English, Spanish and neighbouring languages)."""
+
+    def __init__(self) -> None:
+        from lingua import Language, LanguageDetectorBuilder
+
+        self._spanish = Language.SPANISH
+        languages = [Language.ENGLISH, Language.SPANISH, Language.PORTUGUESE, Language.FRENCH, Language.ITALIAN,
+                     Language.GERMAN]  # fmt: skip
+        self._detector: Any = LanguageDetectorBuilder.from_languages(*languages).build()
+
+    def language(self, text: str) -> str:
+        """ "es" when Spanish is clearly the likeliest language of `text` (normalised), else "en"."""
+        if not _SIGNS.search(text):
+            return ENGLISH
+        confidence = {value.language: value.value for value in self._detector.compute_language_confidence_values(text)}
+        best = max(confidence, key=lambda language: confidence[language])
+        others = [value for language, value in confidence.items() if language != self._spanish]
+        if best == self._spanish and confidence[best] >= max(others, default=0.0) + MARGIN:
+            return SPANISH
+        return ENGLISH
+
+
+@lru_cache(maxsize=1)
+def default_identifier() -> Identifier:
+    return Identifier()
+
+
+def knowledge_folder(english: Path) -> Path:
+    folder = english / SPANISH
+    if not (folder / "side_effects.csv").is_file():
+        raise KnowledgeError(f"{folder}: the Spanish knowledge (side_effects.csv and its companions) is missing")
+    return folder
