@@ -23,7 +23,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import wording
+from bot import wording
 from bot.actions.triage import (
     ASKED_SYMPTOMS,
     EMERGENCY_OPEN,

@@ -17,7 +17,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import wording
+from bot import wording
 from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
 from bot.settings import contacts

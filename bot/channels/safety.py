@@ -20,6 +20,7 @@ from typing import Any
 
 from rasa.core.channels.channel import OutputChannel, UserMessage
 
+from bot import wording
 from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
 from bot.channels.limits import Refusal
@@ -32,23 +33,39 @@ _APOLOGY = "Sorry, I could not finish checking your message."
 
 
 def safe_reply(text: str) -> tuple[str, dict[str, Any]]:
-    """The safe text for `text`, and the triage object it was based on."""
+    """The safe text for `text`, and the triage object it was based on; in Spanish when the message is."""
     numbers = contacts()
     try:
         triage = default_triager().triage(text)
         level, triage_object = triage.level, triage.to_dict()
     except Exception:  # the core failed too: assume the worst that still fits a message
         level, triage_object = Level.UNCLEAR, {"level": Level.UNCLEAR.value, "symptoms": [], "temperature": None}
-    care_team = f"call your care team right away{numbers.care_team_phone_suffix}"
+    language = str(triage_object.get("language") or "en")
+    apology = wording.say("safety:apology", _APOLOGY, language)
+    suffix = wording.care_team_suffix(numbers.care_team_phone_suffix, language)
+    care_team = wording.say(
+        "safety:care_team", "Call your care team right away{care_team_phone_suffix}", language,
+        care_team_phone_suffix=suffix,
+    )  # fmt: skip
     if level == Level.EMERGENCY:
-        text_out = f"Call emergency services now: {numbers.emergency_number}. {_APOLOGY}"
+        text_out = wording.say(
+            "safety:emergency", "Call emergency services now: {emergency_number}. {apology}", language,
+            emergency_number=numbers.emergency_number, apology=apology,
+        )  # fmt: skip
     elif level == Level.CALL_NOW:
-        terms = ", ".join(s["term"] for s in triage_object["symptoms"])
-        text_out = f"{care_team[0].upper()}{care_team[1:]} about: {terms}. {_APOLOGY}"
+        terms = ", ".join(wording.term(s["term"], language) for s in triage_object["symptoms"])
+        text_out = wording.say(
+            "safety:call_now", "{care_team} about: {terms}. {apology}", language,
+            care_team=care_team, terms=terms, apology=apology,
+        )  # fmt: skip
     else:
-        text_out = (
-            f"{_APOLOGY} If you feel unwell, {care_team}. "
-            f"If it is severe, call emergency services: {numbers.emergency_number}."
+        text_out = wording.say(
+            "safety:other",
+            "{apology} If you feel unwell, {care_team}. If it is severe, call emergency services: {emergency_number}.",
+            language,
+            apology=apology,
+            care_team=care_team[:1].lower() + care_team[1:] if language == "en" else care_team,
+            emergency_number=numbers.emergency_number,
         )
     return text_out, {"triage": {**triage_object, "safety_net": True}}
 

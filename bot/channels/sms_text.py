@@ -4,6 +4,8 @@ the most important instruction first (later messages are dropped or shortened, n
 
 from __future__ import annotations
 
+import unicodedata
+
 import gsm0338  # noqa: F401  (registers the "gsm03.38" codec)
 import smsutil
 
@@ -36,7 +38,19 @@ def is_gsm7(text: str) -> bool:
 
 def plain(text: str) -> str:
     converted = " ".join(text.translate(_PLAIN).replace(" deg C", " C").replace(" deg F", " F").split(" "))
+    converted = "".join(map(_gsm_letter, converted))
     return "\n".join(" ".join(line.split()) for line in converted.splitlines())
+
+
+def _gsm_letter(character: str) -> str:
+    """A letter GSM-7 lacks, written without its accent: Spanish "á í ó ú" (GSM-7 has é, ñ, ü, ¿ and ¡).
+    Accent folding was chosen over UCS-2: UCS-2 segments hold 70 characters instead of 160, so three
+    segments could not carry a Spanish instruction and its reason; Spanish text messages are commonly
+    written without accents, and no Spanish word of an instruction changes meaning without them."""
+    if character.isascii() or is_gsm7(character):
+        return character
+    base = unicodedata.normalize("NFD", character)[0]
+    return base if base.isascii() and base.isalpha() else character
 
 
 def segments(text: str) -> int:
