@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, expect
 
 from bot.careteam.accounts import Accounts
 from bot.careteam.links import Links, patient_links
+from bot.careteam.patient_views import conversations
 from bot.careteam.patients import Patients, patient_for
 from bot.careteam.store import EscalationStore, utcnow
 from bot.database import create_engine
@@ -130,6 +131,10 @@ def test_web_by_link_and_a_caregivers_text_are_one_patient_escalation(assistant:
     assert len(mine) == 1, mine
     assert mine[0].message_count == 2 and mine[0].level == "emergency"
     assert [m["sender_id"] for m in store.messages(mine[0].id)] == [opened["sender"], "sms:+16175550132"]
+    # The patient page: every conversation on every channel, in order.
+    turns = conversations(engine, Patients(engine).senders(patient))
+    patient_turns = [(turn.note, turn.text) for turn in turns if turn.speaker == "patient"]
+    assert patient_turns == [("web chat", "she had a seizure"), ("SMS from +1 617-555-0132", "and now a temp of 39.2")]
 
 
 @pytest.mark.integration

@@ -81,12 +81,21 @@ def cards(roster: Patients, items: Iterable[Escalation], today: dt.date | None =
 
 
 def conversations(engine: sa.engine.Engine, senders: list[str]) -> list[Turn]:
-    """Every turn of the patient's conversations, on every channel, in time order."""
+    """Every turn of the patient's conversations, on every channel, in time order, each message once.
+
+    One conversation's transcript also holds the escalating messages of the escalations it opened, which
+    for a patient come from their other conversations too: a message is shown from the conversation
+    that holds it, and as recorded with the escalation only when no conversation does."""
+    everything = [(turn, not turn.note, sender) for sender in senders for turn in transcript(engine, sender)]
+    held = {turn.message_id for turn, from_tracker, _ in everything if from_tracker and turn.message_id}
+    shown: set[str] = set()
     turns: list[Turn] = []
-    for sender in senders:
-        for turn in transcript(engine, sender):
-            turn.note = turn.note or _channel(sender)
-            turns.append(turn)
+    for turn, from_tracker, sender in everything:
+        if turn.message_id and not from_tracker and (turn.message_id in held or turn.message_id in shown):
+            continue
+        shown.add(turn.message_id)
+        turn.note = turn.note or _channel(sender)
+        turns.append(turn)
     return sorted(turns, key=lambda turn: turn.at)
 
 

@@ -124,6 +124,7 @@ def _export(args: argparse.Namespace, actor: str) -> int:
     if args.output:
         path = Path(args.output)
         path.touch(mode=0o600, exist_ok=True)  # patients' words and identities: owner-only
+        path.chmod(0o600)  # also when the file was there before
         path.write_text(text + "\n", encoding="utf-8")
     else:
         print(text)

@@ -775,7 +775,7 @@ def _add_missing_columns(engine: sa.engine.Engine) -> None:
         try:
             with engine.begin() as connection:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
-                if column == "sender_id":
+                if column in ("sender_id", "patient_id"):
                     connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{table}_{column} ON {table} ({column})")
         except sa.exc.DBAPIError:
             if column not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
