@@ -146,6 +146,29 @@ def test_a_personal_link_is_shown_once_and_kept_only_as_a_hash(app: App) -> None
     assert token.group(1).encode() not in app.db.read_bytes()
 
 
+def test_edit_revoke_and_discharge_from_the_patient_page_are_audited(app: App) -> None:
+    client = logged_in(app)
+    form = {"name": "Leo Park", "mrn": "MRN-9", "birth_date": "2019-06-30", "phones": "+16175550177",
+            "csrf_token": client.csrf("/patients")}  # fmt: skip
+    location = client.post("/patients", form)[1]["location"]
+    patient_id = int(location.rsplit("/", 1)[1])
+    edit = {"name": "Leo Park", "birth_date": "2019-06-30", "phones": "+16175550177\n+16175550178",
+            "language": "ko", "cycle_starts": "2026-11-01", "csrf_token": client.csrf(location)}  # fmt: skip
+    assert client.post(f"{location}/edit", edit)[0] == 302
+    bad = {**edit, "phones": "+1 555", "csrf_token": client.csrf(location)}
+    status, _, page = client.post(f"{location}/edit", bad)
+    assert status == 400 and "too many or too few digits" in page
+    assert client.post(f"{location}/link", {"csrf_token": client.csrf(location)})[0] == 200
+    assert client.post(f"{location}/revoke-links", {"csrf_token": client.csrf(location)})[0] == 302
+    assert "revoked" in client.get(location)[2]
+    assert client.post(f"{location}/discharge", {"csrf_token": client.csrf(location)})[0] == 302
+    patient = Patients(create_engine(app.url)).get(patient_id)
+    assert (patient.phones, patient.language, patient.status) == (("+16175550177", "+16175550178"), "ko", "discharged")
+    assert [action for _, action in audit_actions(app, f"patient:{patient_id}") if action != "view_patient"] == [
+        "patient_enrolled", "patient_updated", "update_refused", "link_issued", "link_revoked", "patient_discharged",
+    ]  # fmt: skip
+
+
 def test_the_fhir_export_is_for_admins_and_audited(app: App) -> None:
     assert logged_in(app, "nurse").get("/export.fhir.json")[0] == 403
     status, headers, body = logged_in(app, "admin").get("/export.fhir.json")
