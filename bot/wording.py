@@ -50,6 +50,16 @@ def phrase(key: str, english: str, language: str, **values: str) -> str:
     return say(f"phrase:{key}", english, language, **values)
 
 
+def page_strings() -> dict[str, dict[str, str]]:
+    """The chat page's texts (keys "web:…") in English and Spanish, for the page to show either."""
+    strings: dict[str, dict[str, str]] = {"en": {}, "es": {}}
+    for key, (english, spanish) in _spanish().items():
+        if key.startswith("web:"):
+            strings["en"][key[4:]] = english
+            strings["es"][key[4:]] = spanish or english
+    return strings
+
+
 def care_team_suffix(english_suffix: str, language: str) -> str:
     """ " at +1 555 0100" in the patient's language."""
     if language == SPANISH and english_suffix.startswith(" at "):

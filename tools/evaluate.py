@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_rasa:
         bot.block_tensorflow()  # nothing here needs it (see bot.block_tensorflow)
     known = catalogue.load()
-    sets = {"dev": args.dev, "test": args.test, "fresh": args.fresh, "tuning": args.tuning}
+    sets = {"dev": args.dev, "test": args.test, "fresh": args.fresh, "tuning": args.tuning,
+            "es-dev": args.es_dev, "es-test": args.es_test}  # fmt: skip
     loaded = {name: cases.load_cases(path) for name, path in sets.items()}
     heldout = sum("heldout" in case.tags for case in loaded["test"])
     notes = [
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         "and the complaint net were tuned, by someone who saw the catalogue's terms but none of its lay words; "
         f"nothing was tuned on it). Tuning set: `{_shown(args.tuning)}` ({len(loaded['tuning'])} messages): the "
         "semantic thresholds (`knowledge/semantic.csv`) were chosen on it and on the development and test sets.",
+        f"Spanish: `{_shown(args.es_dev)}` ({len(loaded['es-dev'])} messages, tuned on) and `{_shown(args.es_test)}` "
+        f"({len(loaded['es-test'])} messages, held out), written before the Spanish vocabulary by someone who saw "
+        "only the catalogue's terms; the terms are the English catalogue's, the words Spanish. "
         "`triage core` is the lexicon followed by the semantic matcher, as it runs; `lexicon alone` is the same "
         "core with the semantic matcher off (`TRIAGE_SEMANTIC=0`). False alarms: messages whose only acceptable "
         "level is `none` (greetings, questions, other people, quotations, denials) answered with any other level.",

@@ -1,5 +1,6 @@
 """The patient chat page at `/webhooks/web/`: static files from `webchat/`, plus `config.json` with the
-emergency and care-team numbers from the settings. The page talks to the REST webhook on the same
+emergency and care-team numbers from the settings and the page's texts in English and Spanish (from
+knowledge/translations.csv). The page talks to the REST webhook on the same
 server, so it needs no cross-origin access.
 """
 
@@ -14,6 +15,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import wording
 from bot.settings import contacts
 
 STATIC = Path(__file__).resolve().parent / "webchat"
@@ -42,7 +44,11 @@ class WebChatInput(InputChannel):
         @page.route("/config.json", methods=["GET"])
         async def config(request: Request) -> HTTPResponse:
             numbers = contacts()
-            body = {"emergency_number": numbers.emergency_number, "care_team_phone": numbers.care_team_phone}
+            body = {
+                "emergency_number": numbers.emergency_number,
+                "care_team_phone": numbers.care_team_phone,
+                "strings": wording.page_strings(),
+            }
             return response.json(body, headers=_HEADERS)
 
         @page.route("/<name:str>", methods=["GET"])

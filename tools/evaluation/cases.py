@@ -27,6 +27,10 @@ TEST_SET = ROOT / "eval" / "test_set.jsonl"
 #: Written before the semantic matcher and the complaint net were tuned, by someone who saw only the
 #: catalogue's terms, never its lay words: nothing was tuned on it.
 FRESH_SET = ROOT / "eval" / "fresh_set.jsonl"
+#: Spanish messages, written before the Spanish vocabulary was tuned, by someone who saw only the catalogue's
+#: terms: the development set may be tuned on, the test set is held out.
+ES_DEV_SET = ROOT / "eval" / "es_dev_set.jsonl"
+ES_TEST_SET = ROOT / "eval" / "es_test_set.jsonl"
 #: What the semantic matcher's thresholds were chosen on, with the development and test sets.
 TUNING_SET = ROOT / "eval" / "tuning_set.jsonl"
 HELDOUT_PHRASES = ROOT / "eval" / "heldout_phrases.csv"

@@ -9,13 +9,54 @@
   "use strict";
   var WEBHOOK = "../rest/webhook";
   var STORE = "triage-chat-v1";
-  var LEVELS = {
-    emergency: "Emergency",
-    call_now: "Call your care team now",
-    mention: "Not urgent",
-    unclear: "A person will read this"
+  var LANGUAGE_STORE = "triage-chat-language";
+  // English texts until config.json brings both languages (knowledge/translations.csv on the server).
+  var ENGLISH = {
+    level_emergency: "Emergency", level_call_now: "Call your care team now", level_mention: "Not urgent",
+    level_unclear: "A person will read this", call: "Call {number}", call_care_team: "Call your care team",
+    checking: "Checking...", opening: "Opening your conversation...",
+    unreachable: "We could not reach the service. If you feel unwell, call your care team. " +
+                 "In an emergency, call {number}.",
+    link_expired: "This link no longer works: ask your care team for a new one. You can still tell us how you feel.",
+    link_failed: "We could not open your link. You can still tell us how you feel.",
+    banner: "Emergency: call now", switch: "Español"
   };
-  var config = { emergency_number: "911", care_team_phone: "" };
+  var config = { emergency_number: "911", care_team_phone: "", strings: { en: ENGLISH } };
+  // The page's language: the address (?lang=es), the patient's own choice, else the browser's.
+  var language = chooseLanguage();
+
+  function chooseLanguage() {
+    var asked = new URLSearchParams(window.location.search).get("lang");
+    if (asked === "es" || asked === "en") { return asked; }
+    try {
+      var chosen = localStorage.getItem(LANGUAGE_STORE);
+      if (chosen === "es" || chosen === "en") { return chosen; }
+    } catch (e) { /* private mode */ }
+    return (navigator.language || "en").toLowerCase().indexOf("es") === 0 ? "es" : "en";
+  }
+
+  function t(key, values) {
+    var table = (config.strings && config.strings[language]) || ENGLISH;
+    var text = table[key] || ENGLISH[key] || key;
+    Object.keys(values || {}).forEach(function (name) { text = text.split("{" + name + "}").join(values[name]); });
+    return text;
+  }
+
+  function applyLanguage() {
+    document.documentElement.lang = language;
+    document.querySelectorAll("[data-i18n]").forEach(function (element) {
+      var key = element.getAttribute("data-i18n");
+      if (key === "switch") {
+        element.textContent = language === "es" ? "English" : "Español";
+        element.lang = language === "es" ? "en" : "es";
+      } else {
+        element.textContent = t(key);
+      }
+    });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach(function (element) {
+      element.placeholder = t(element.getAttribute("data-i18n-placeholder"));
+    });
+  }
   var state = load();
   var log = document.getElementById("log");
   var form = document.getElementById("composer");
@@ -62,12 +103,12 @@
     if (item.from === "patient") {
       li.className = "patient";
       li.textContent = item.text;
-    } else if (item.triage && LEVELS[item.triage.level]) {
+    } else if (item.triage && ENGLISH["level_" + item.triage.level]) {
       var level = item.triage.level;
       li.className = "card level-" + level;
       var article = document.createElement("article");
       var heading = document.createElement("h2");
-      heading.textContent = LEVELS[level];
+      heading.textContent = t("level_" + level);
       article.appendChild(heading);
       item.texts.forEach(function (text) {
         var p = document.createElement("p");
@@ -75,9 +116,9 @@
         article.appendChild(p);
       });
       if (level === "emergency") {
-        article.appendChild(telLink(config.emergency_number, "Call " + config.emergency_number, "call-button"));
+        article.appendChild(telLink(config.emergency_number, t("call", { number: config.emergency_number }), "call-button"));
       } else if ((level === "call_now" || level === "unclear") && config.care_team_phone) {
-        article.appendChild(telLink(config.care_team_phone, "Call your care team", "call-button"));
+        article.appendChild(telLink(config.care_team_phone, t("call_care_team"), "call-button"));
       }
       li.appendChild(article);
     } else {
@@ -115,15 +156,14 @@
   }
 
   function safeText() {
-    return "We could not reach the service. If you feel unwell, call your care team. " +
-           "In an emergency, call " + config.emergency_number + ".";
+    return t("unreachable", { number: config.emergency_number });
   }
 
   function send(text) {
     text = text.trim();
     if (!text) { return; }
     add({ from: "patient", text: text });
-    status.textContent = "Checking...";
+    status.textContent = t("checking");
     input.disabled = true;
     fetch(WEBHOOK, {
       method: "POST",
@@ -159,6 +199,11 @@
     input.value = "";
     send(text);
   });
+  document.getElementById("language-switch").addEventListener("click", function () {
+    language = language === "es" ? "en" : "es";
+    try { localStorage.setItem(LANGUAGE_STORE, language); } catch (e) { /* private mode */ }
+    applyLanguage();
+  });
   document.querySelectorAll(".quick-reply").forEach(function (button) {
     button.addEventListener("click", function () { send(button.textContent); });
   });
@@ -168,7 +213,7 @@
     if (!token) { return; }
     history.replaceState(null, "", window.location.pathname);
     input.disabled = true;
-    status.textContent = "Opening your conversation...";
+    status.textContent = t("opening");
     fetch("../rest/session", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -180,20 +225,21 @@
       state = { sender: answer.sender, items: [], emergency: false, verified: answer.verified === true };
       save();
       log.textContent = "";
-      status.textContent = state.verified ? "" :
-        "This link no longer works: ask your care team for a new one. You can still tell us how you feel.";
+      status.textContent = state.verified ? "" : t("link_expired");
     }).catch(function () {
-      status.textContent = "We could not open your link. You can still tell us how you feel.";
+      status.textContent = t("link_failed");
     }).then(function () {
       input.disabled = false;
     });
   }
 
+  applyLanguage();
   state.items.forEach(render);
   applyConfig();
   openPersonalLink();
   fetch("config.json").then(function (r) { return r.json(); }).then(function (loaded) {
     config = loaded;
+    applyLanguage();
     applyConfig();
   }).catch(function () { /* defaults stay */ });
 }());
