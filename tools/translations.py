@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         DOMAIN.write_text(wanted, encoding="utf-8")
         return 0
     if wanted != domain:
-        print("domain.yml's Spanish replies differ from knowledge/translations.csv: python -m tools.translations --write")
+        print(
+            "domain.yml's Spanish replies differ from knowledge/translations.csv: python -m tools.translations --write"
+        )
         return 1
     return 0
 
