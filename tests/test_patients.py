@@ -239,8 +239,9 @@ def test_the_command_line_enrols_lists_updates_links_and_discharges(tmp_path: Pa
     assert updated.returncode == 0, updated.stderr
     link = careteam(tmp_path, "patients", "link", "MRN-1")
     assert link.returncode == 0, link.stderr
-    assert link.stdout.startswith("https://triage.example.org/webhooks/web/?p=")
-    token = link.stdout.strip().split("?p=")[1]
+    # In the fragment: never sent to a server, so never in an access log.
+    assert link.stdout.startswith("https://triage.example.org/webhooks/web/#p=")
+    token = link.stdout.strip().split("#p=")[1]
     assert "expires" in link.stderr and token not in link.stderr
     with create_engine(f"sqlite:///{tmp_path / 'triage.db'}").connect() as connection:
         stored = connection.execute(sa.text("select token_hash from patient_links")).scalars().all()

@@ -1,11 +1,13 @@
 """Personal links: how an enrolled patient's web chat is known to be theirs.
 
-A link is the chat page's address with a token, `<TRIAGE_WEB_PUBLIC_URL>?p=<token>`: 256 random bits,
-unguessable. The database keeps only the token's SHA-256 (a copy of the database opens no chat), with
-who issued it, when it expires (`TRIAGE_LINK_DAYS`, default 180: about four cycles) and whether it was
-revoked. Issuing a new link revokes the patient's earlier ones, so a link that was lost stops working
-as soon as the patient has a new one. The token is shown once, to the clinician who issued it, to
-print or text; it is never logged.
+A link is the chat page's address with a token, `<TRIAGE_WEB_PUBLIC_URL>#p=<token>`: 256 random bits,
+unguessable, in the URL's fragment, which browsers never send to a server, so no web server's or
+proxy's access log can record it (the page reads it and presents it once, in a POST body). The
+database keeps only the token's SHA-256 (a copy of the database opens no chat), with who issued it,
+when it expires (`TRIAGE_LINK_DAYS`, default 180: about four cycles) and whether it was revoked.
+Issuing a new link revokes the patient's earlier ones, so a link that was lost stops working as soon
+as the patient has a new one. The token is shown once, to the clinician who issued it, to print or
+text; it is never logged.
 
 The chat page presents the token once, when it opens (`bot/channels/rest.py`, `/webhooks/rest/session`);
 `open_conversation` checks it and binds the new conversation to the patient. A wrong, revoked or
@@ -103,8 +105,7 @@ class Links:
             )
             detail = f"expires {expires.date().isoformat()}; {revoked} earlier link(s) revoked"
             roster._audit(connection, actor, "link_issued", patient_id, detail, address)
-        separator = "&" if "?" in page_url() else "?"
-        return Issued(url=f"{page_url()}{separator}p={token}", token=token, expires_at=expires)
+        return Issued(url=f"{page_url().split('#', 1)[0]}#p={token}", token=token, expires_at=expires)
 
     def revoke(self, actor: str, patient_id: int, address: str = "") -> int:
         """Revokes every link of the patient; returns how many were usable."""

@@ -2,7 +2,7 @@
 // card, keeps the conversation (and the id the server issued for it) across page reloads. The server
 // names the conversation: the first message goes without an id, and every reply's recipient_id is the
 // id to send next (a new one if the server did not accept the one sent).
-// Opened from a patient's personal link (?p=<token>), the page first asks the server for a conversation
+// Opened from a patient's personal link (#p=<token>), the page first asks the server for a conversation
 // bound to that patient, then takes the token out of the address bar (and so out of bookmarks, shared
 // screenshots and the history entry) and starts that conversation fresh.
 (function () {
@@ -209,9 +209,14 @@
   });
 
   function openPersonalLink() {
-    var token = new URLSearchParams(window.location.search).get("p");
+    // The token travels in the fragment (#p=), which browsers never send to a server or a proxy's log;
+    // ?p= is read too, for a link typed by hand.
+    var query = new URLSearchParams(window.location.search);
+    var token = new URLSearchParams(window.location.hash.slice(1)).get("p") || query.get("p");
     if (!token) { return; }
-    history.replaceState(null, "", window.location.pathname);
+    query.delete("p");
+    var rest = query.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
     input.disabled = true;
     status.textContent = t("opening");
     fetch("../rest/session", {
