@@ -10,7 +10,8 @@ took 48 ms at turn 1 and 293 ms at turn 290 (issue 6). This store reads instead:
   last message on, or of the whole session when it is shorter (never from before its `session_started`).
   The dialogue policies here are rules over the latest turn (no stories; MemoizationPolicy keeps 5
   states), so they decide the same on the window as on the whole session (tests/test_turn_cost.py
-  compares a long conversation both ways);
+  compares a long conversation both ways). A rule with `conversation_start: true`, or a story that
+  needs more turns than the window holds, would need a larger setting;
 - before them, the state the earlier events of the session left: the latest `slot` event of each slot
   (after the latest `reset_slots`), the latest `active_loop` event, and the later of the latest
   `pause`/`resume`, none of them from before a `restart`. They are real stored events, replayed first,
@@ -22,14 +23,15 @@ stored ones. A tracker this store did not read (a new conversation) is saved as 
 retried after a commit whose answer was lost does not store its events twice. Every event is kept:
 `retrieve_full_tracker`, the care team's transcript and the load test's checks read the whole history.
 
-Indexes: (sender_id, type_name, action_name, id) answers the window's bounds and the state events from
-the index alone; (sender_id, id) reads the window. Both are created if missing.
+Indexes: (sender_id, type_name, action_name, id) answers the window's bounds and each state event with
+one seek; (sender_id, id) reads the window. Both are created if missing (on a large existing PostgreSQL
+table, create them beforehand, CONCURRENTLY). The queries are SQL text made once: building SQLAlchemy
+expressions of a dozen subqueries on every read cost more than running them.
 
 On SQLite (the default database) the store keeps its connections open (a pool), and each uses
-write-ahead logging, so that a reader never
-blocks the writer, waits up to `TRIAGE_SQLITE_BUSY_MS` for a lock instead of failing at once, and keeps
-`synchronous=FULL`: a message the patient sent is on disk before the reply goes out. Other databases
-(PostgreSQL) are used as Rasa configures them.
+write-ahead logging, so that a reader never blocks the writer, waits up to `TRIAGE_SQLITE_BUSY_MS` for a
+lock instead of failing at once, and keeps `synchronous=FULL`: a message the patient sent is on disk
+before the reply goes out. Other databases (PostgreSQL) are used as Rasa configures them.
 
 A save or a read that fails because the database is locked or unreachable is retried with backoff
 for up to `TRIAGE_DB_RETRY_S` (30) seconds before Rasa's fallback takes over (which would keep the
@@ -73,7 +75,6 @@ TRACKER_TURNS = max(1, int(os.environ.get("TRIAGE_TRACKER_TURNS", "3")))
 #: state: slots, the active loop, pause and resume; resets and restarts bound which of them count.
 SLOT, LOOP, PAUSE, RESUME, RESET_SLOTS, RESTART = "slot", "active_loop", "pause", "resume", "reset_slots", "restart"
 SESSION_STARTED = "session_started"
-ANY = "*any*"
 #: The indexes the window's queries use (see the module docstring), by name.
 INDEXES = {
     "ix_events_sender_type_action_id": "sender_id, type_name, action_name, id",
@@ -94,6 +95,45 @@ class _Stored:
     last_id: int
 
 
+@dataclass(frozen=True)
+class _Queries:
+    """The store's reading queries for one domain's slots (parameters: sender, turns, start, lower, ids)."""
+
+    slots: tuple[str, ...]
+    bounds: sa.sql.elements.TextClause
+    window: sa.sql.elements.TextClause
+    state: sa.sql.elements.TextClause
+    state_params: dict[str, str]
+    rows: sa.sql.elements.TextClause
+    #: For saving: the rows stored after a given one, and the conversation's last row.
+    stored_after: sa.sql.elements.TextClause
+    last: sa.sql.elements.TextClause
+
+    @classmethod
+    def for_slots(cls, table: str, slots: tuple[str, ...]) -> _Queries:
+        mine = f"FROM {table} WHERE sender_id = :sender"
+        bounds = sa.text(
+            f"SELECT (SELECT max(id) {mine} AND type_name = '{SESSION_STARTED}'), "
+            f"(SELECT id {mine} AND type_name = 'action' AND action_name = '{LISTEN}' "
+            "ORDER BY id DESC LIMIT 1 OFFSET :turns)"  # the latest listen ends the latest turn: `turns` back
+        )
+        window = sa.text(f"SELECT id, data {mine} AND id >= :start ORDER BY id")
+        # A slot event's action_name is the slot's name; pause, resume, reset and restart have none; an
+        # active_loop event names its loop, and the latest of any loop counts.
+        before = f"{mine} AND id >= :lower AND id < :start AND type_name = "
+        latest = [f"(SELECT max(id) {before}'{SLOT}' AND action_name = :slot_{n})" for n in range(len(slots))]
+        latest += [f"(SELECT max(id) {before}'{kind}' AND action_name IS NULL)" for kind in (PAUSE, RESUME)]
+        latest += [f"(SELECT max(id) {before}'{kind}' AND action_name IS NULL)" for kind in (RESET_SLOTS, RESTART)]
+        latest.append(f"(SELECT max(id) {before}'{LOOP}')")
+        rows = sa.text(f"SELECT id, type_name, data FROM {table} WHERE id IN :ids ORDER BY id").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+        params = {f"slot_{n}": name for n, name in enumerate(slots)}
+        stored_after = sa.text(f"SELECT type_name, timestamp {mine} AND id > :last ORDER BY id")
+        last = sa.text(f"SELECT max(id) {mine}")
+        return cls(slots, bounds, window, sa.text("SELECT " + ", ".join(latest)), params, rows, stored_after, last)
+
+
 #: The attribute a tracker read or saved by this store carries (Rasa hands the same object back to save).
 _MARK = "_triage_stored"
 
@@ -112,6 +152,7 @@ class TriageSQLTrackerStore(SQLTrackerStore):
                 password=parsed.password,
             )
         self.turns = int(kwargs.pop("turns", TRACKER_TURNS))
+        self._queries: _Queries | None = None
         super().__init__(*args, **kwargs)
         self.engine: sa.engine.Engine  # set by Rasa's __init__ (untyped there)
         if self.engine.dialect.name == "sqlite":
@@ -144,14 +185,14 @@ class TriageSQLTrackerStore(SQLTrackerStore):
     # -- reading -------------------------------------------------------------------------------------
 
     async def _retrieve_window(self, sender_id: str) -> DialogueStateTracker | None:
-        events = self.SQLEvent.__table__
+        sql = self._sql()
         with self.engine.connect() as connection:
-            start, session_start = self._window_start(connection, sender_id)
-            rows = connection.execute(
-                sa.select(events.c.id, events.c.data)
-                .where(events.c.sender_id == sender_id, events.c.id >= start)
-                .order_by(events.c.id)
-            ).all()
+            session_start, turns_start = connection.execute(
+                sql.bounds, {"sender": sender_id, "turns": self.turns}
+            ).one()
+            session_start = int(session_start or 0)
+            start = max(session_start, int(turns_start or 0))
+            rows = connection.execute(sql.window, {"sender": sender_id, "start": start}).all()
             if not rows:
                 return None
             state = self._state_before(connection, sender_id, session_start, start) if start > session_start else []
@@ -160,79 +201,49 @@ class TriageSQLTrackerStore(SQLTrackerStore):
         setattr(tracker, _MARK, _Stored(count=len(tracker.events), last_id=int(rows[-1][0])))
         return tracker
 
-    def _window_start(self, connection: sa.engine.Connection, sender_id: str) -> tuple[int, int]:
-        """(first row of the window, row of the session's start; 0 when there is none)."""
-        events = self.SQLEvent.__table__
-        mine = events.c.sender_id == sender_id
-        session = sa.select(sa.func.max(events.c.id)).where(mine, events.c.type_name == SESSION_STARTED)
-        listen = (
-            sa.select(events.c.id)
-            .where(mine, events.c.type_name == "action", events.c.action_name == LISTEN)
-            .order_by(events.c.id.desc())
-            .limit(1)
-            .offset(self.turns)  # the latest listen ends the latest turn: `turns` more back
-        )
-        session_start, turns_start = connection.execute(
-            sa.select(session.scalar_subquery(), listen.scalar_subquery())
-        ).one()
-        return max(int(session_start or 0), int(turns_start or 0)), int(session_start or 0)
-
     def _state_before(
         self, connection: sa.engine.Connection, sender_id: str, session_start: int, start: int
     ) -> list[tuple[int, str]]:
         """The stored events, in order, that carry the state rows session_start..start-1 left: the latest
         row of each slot of the domain, of the active loop, of pause and resume, of reset and restart. Each
         is one seek in the (sender_id, type_name, action_name, id) index, however long the session."""
-        events = self.SQLEvent.__table__
-        before = (events.c.sender_id == sender_id, events.c.id >= session_start, events.c.id < start)
-        # (type, action_name): a slot event's action_name is the slot's name; the others have none, but an
-        # active_loop event names its loop, and the latest of any loop counts (ANY).
-        kinds: list[tuple[str, str | None]] = [(SLOT, slot.name) for slot in self.domain.slots]
-        kinds += [(PAUSE, None), (RESUME, None), (RESET_SLOTS, None), (RESTART, None), (LOOP, ANY)]
-        latest = []
-        for kind, name in kinds:
-            where = [*before, events.c.type_name == kind]
-            if name is None:
-                where.append(events.c.action_name.is_(None))
-            elif name != ANY:
-                where.append(events.c.action_name == name)
-            latest.append(sa.select(sa.func.max(events.c.id)).where(*where).scalar_subquery())
-        found = [int(i) for i in connection.execute(sa.select(*latest)).one() if i is not None]
+        sql = self._sql()
+        bounds = {"sender": sender_id, "lower": session_start, "start": start, **sql.state_params}
+        found = [int(i) for i in connection.execute(sql.state, bounds).one() if i is not None]
         if not found:
             return []
-        rows = connection.execute(
-            sa.select(events.c.id, events.c.type_name, events.c.data)
-            .where(events.c.id.in_(found))
-            .order_by(events.c.id)
-        ).all()
+        rows = connection.execute(sql.rows, {"ids": found}).all()
         return [(int(row_id), data) for row_id, data in _state_events([(int(i), str(k), d) for i, k, d in rows])]
+
+    def _sql(self) -> _Queries:
+        """The reading queries, as SQL text made once per set of slots (Rasa sets the domain after the
+        store is made): building and caching SQLAlchemy expressions of a dozen subqueries on every read
+        cost more than running them."""
+        slots = tuple(slot.name for slot in self.domain.slots)
+        if self._queries is None or self._queries.slots != slots:
+            self._queries = _Queries.for_slots(self.SQLEvent.__tablename__, slots)
+        return self._queries
 
     # -- writing -------------------------------------------------------------------------------------
 
     async def _save(self, tracker: DialogueStateTracker) -> None:
         await self.stream_events(tracker)
         stored: _Stored | None = getattr(tracker, _MARK, None)
-        table = self.SQLEvent.__table__
+        sql = self._sql()
         with self.session_scope() as session:
             if stored is None:
                 # Not read by this store (a new conversation): Rasa's way, counting the session's events.
                 new = list(self._additional_events(session, tracker))
             else:
                 new = list(itertools.islice(tracker.events, stored.count, None))
-                already = session.execute(
-                    sa.select(table.c.type_name, table.c.timestamp)
-                    .where(table.c.sender_id == tracker.sender_id, table.c.id > stored.last_id)
-                    .order_by(table.c.id)
-                ).all()
+                already = session.execute(sql.stored_after, {"sender": tracker.sender_id, "last": stored.last_id}).all()
                 new = _unsaved(new, [(str(kind), stamp) for kind, stamp in already], tracker.sender_id)
             rows = [self._row(tracker.sender_id, event) for event in new]
             session.add_all(rows)
             session.flush()
             last_id = rows[-1].id if rows else None
             if last_id is None:
-                last_id = session.execute(
-                    sa.select(sa.func.max(table.c.id)).where(table.c.sender_id == tracker.sender_id)
-                ).scalar()
+                last_id = session.execute(sql.last, {"sender": tracker.sender_id}).scalar()
             session.commit()
         setattr(tracker, _MARK, _Stored(count=len(tracker.events), last_id=int(last_id or 0)))
         logger.debug("conversation %s: %d new events stored", tracker.sender_id, len(rows))
