@@ -124,9 +124,11 @@ def load_spanish_pipeline(folder: Path | None = None) -> tuple[Language, Callabl
     nlp = spacy.blank("es")
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
     table = Lookups().from_disk(path / SPANISH_LEMMAS).get_table("lemma_lookup")
+    # Function words keep their form: the lookup makes "como" (like) the verb "comer" and "fue" "ir".
+    keep = spanish_stop_words()
 
     def lemma(word: str) -> str:
-        return str(table.get(word, word))
+        return word if word in keep else str(table.get(word, word))
 
     common = frozenset((path / SPANISH_COMMON_WORDS).read_text(encoding="utf-8").split())
     return nlp, lemma, common

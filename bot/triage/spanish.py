@@ -27,6 +27,7 @@ ENGLISH = "en"
 #: How much likelier Spanish must be than any other language: "tiene fever" is (0.35 against 0.26 for
 #: Italian), a stray "y" in English is not.
 MARGIN = 0.05
+_PLAIN_WORD = re.compile(r"(?<![{\w])[a-z]+(?![\w}])")
 #: Signs that a message may be Spanish: letters English does not use, or its common short words.
 _SIGNS = re.compile(
     r"[áéíóúñ¿¡ü]|\b(?:que|q|de|la|el|los|las|y|es|tiene|tengo|mi|mis|le|les|se|por|con|una|un|del|al|pero|muy|ya|"
@@ -37,9 +38,11 @@ _SIGNS = re.compile(
 )
 
 
-def with_spanish_words(known: Catalogue, folder: Path) -> Catalogue:
+def with_spanish_words(known: Catalogue, folder: Path, spanish_words: frozenset[str]) -> Catalogue:
     """The catalogue with the Spanish phrasings of each term beside the English ones, and the Spanish word
-    groups beside the English groups (a Spanish group may not reuse an English group's name)."""
+    groups beside the English groups (a Spanish group may not reuse an English group's name). An English
+    phrase made only of Spanish words is left out ("coma" is also "eat", "pus" is Spanish already): in a
+    Spanish message it would mean what the Spanish words mean."""
     groups = dict(known.groups)
     for row in read_table(folder / "word_groups.csv", ("group", "words")):
         name = row.required("group").lower()
@@ -56,10 +59,15 @@ def with_spanish_words(known: Catalogue, folder: Path) -> Catalogue:
         severe = phrases_of(row, "severe_synonyms", groups)
         spanish[term] = (phrases, severe)
 
+    def english(phrases: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(p for p in phrases if not set(_PLAIN_WORD.findall(p.replace("'", " "))) <= spanish_words)
+
     def widened(entry: Entry) -> Entry:
         phrases, severe = spanish.get(entry.term, ((), ()))
         return dataclasses.replace(
-            entry, synonyms=entry.synonyms + phrases, severe_synonyms=entry.severe_synonyms + severe
+            entry,
+            synonyms=english(entry.synonyms) + phrases,
+            severe_synonyms=english(entry.severe_synonyms) + severe,
         )
 
     return dataclasses.replace(known, entries=tuple(widened(e) for e in known.entries), groups=groups)

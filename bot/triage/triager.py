@@ -69,8 +69,8 @@ class Triager:
         if language == spanish.SPANISH:
             words = spanish.knowledge_folder(folder)
             folders.append(words)
-            self.catalogue = spanish.with_spanish_words(english, words)
             self._nlp, lemma, common = assets.load_spanish_pipeline(assets_folder)
+            self.catalogue = spanish.with_spanish_words(english, words, common | assets.spanish_stop_words())
             variants = load_variants(words / "spelling.csv", {})
             stop = assets.english_stop_words() | assets.spanish_stop_words()
         else:
@@ -148,7 +148,8 @@ class Triager:
         """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
         original = text if isinstance(text, str) else str(text)
         plain = normalise(original)
-        if self.language == spanish.ENGLISH and spanish.default_identifier().language(plain.text) == spanish.SPANISH:
+        written = written_form(original) if plain.text != original else original  # accents kept for lingua
+        if self.language == spanish.ENGLISH and spanish.default_identifier().language(written) == spanish.SPANISH:
             reader = self.spanish_triager()
             if reader is not None:
                 return reader.triage(original)
