@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         help="multi-turn conversations scored over the REST webhook (skipped with --no-rasa)",
     )
     parser.add_argument("--tuning", type=Path, default=cases.TUNING_SET, help="the semantic thresholds' tuning set")
+    parser.add_argument("--es-dev", type=Path, default=cases.ES_DEV_SET, help="Spanish development vignettes")
+    parser.add_argument("--es-test", type=Path, default=cases.ES_TEST_SET, help="Spanish held-out vignettes")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.no_rasa:
