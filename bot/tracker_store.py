@@ -97,9 +97,12 @@ class _Stored:
 
 @dataclass(frozen=True)
 class _Queries:
-    """The store's reading queries for one domain's slots (parameters: sender, turns, start, lower, ids)."""
+    """The store's reading queries for one domain's slots and loops (parameters: sender, turns, start,
+    lower, ids). Every condition is an equality on the index's leading columns (an active loop's and a
+    slot's events name it in action_name; the others have none) followed by a range on id, so that each
+    latest row is one seek: SQLite otherwise walks the sender's rows back from the newest."""
 
-    slots: tuple[str, ...]
+    names: tuple[tuple[str, ...], tuple[str, ...]]
     bounds: sa.sql.elements.TextClause
     window: sa.sql.elements.TextClause
     state: sa.sql.elements.TextClause
@@ -110,28 +113,32 @@ class _Queries:
     last: sa.sql.elements.TextClause
 
     @classmethod
-    def for_slots(cls, table: str, slots: tuple[str, ...]) -> _Queries:
+    def for_domain(cls, table: str, slots: tuple[str, ...], loops: tuple[str, ...]) -> _Queries:
         mine = f"FROM {table} WHERE sender_id = :sender"
         bounds = sa.text(
-            f"SELECT (SELECT max(id) {mine} AND type_name = '{SESSION_STARTED}'), "
+            f"SELECT (SELECT max(id) {mine} AND type_name = '{SESSION_STARTED}' AND action_name IS NULL), "
             f"(SELECT id {mine} AND type_name = 'action' AND action_name = '{LISTEN}' "
             "ORDER BY id DESC LIMIT 1 OFFSET :turns)"  # the latest listen ends the latest turn: `turns` back
         )
         window = sa.text(f"SELECT id, data {mine} AND id >= :start ORDER BY id")
         # A slot event's action_name is the slot's name; pause, resume, reset and restart have none; an
-        # active_loop event names its loop, and the latest of any loop counts.
+        # active_loop event names its loop (none: the loop ended), and the latest of them counts.
         before = f"{mine} AND id >= :lower AND id < :start AND type_name = "
         latest = [f"(SELECT max(id) {before}'{SLOT}' AND action_name = :slot_{n})" for n in range(len(slots))]
         latest += [f"(SELECT max(id) {before}'{kind}' AND action_name IS NULL)" for kind in (PAUSE, RESUME)]
         latest += [f"(SELECT max(id) {before}'{kind}' AND action_name IS NULL)" for kind in (RESET_SLOTS, RESTART)]
-        latest.append(f"(SELECT max(id) {before}'{LOOP}')")
+        latest += [f"(SELECT max(id) {before}'{LOOP}' AND action_name = :loop_{n})" for n in range(len(loops))]
+        latest.append(f"(SELECT max(id) {before}'{LOOP}' AND action_name IS NULL)")
         rows = sa.text(f"SELECT id, type_name, data FROM {table} WHERE id IN :ids ORDER BY id").bindparams(
             sa.bindparam("ids", expanding=True)
         )
         params = {f"slot_{n}": name for n, name in enumerate(slots)}
+        params.update({f"loop_{n}": name for n, name in enumerate(loops)})
         stored_after = sa.text(f"SELECT type_name, timestamp {mine} AND id > :last ORDER BY id")
         last = sa.text(f"SELECT max(id) {mine}")
-        return cls(slots, bounds, window, sa.text("SELECT " + ", ".join(latest)), params, rows, stored_after, last)
+        return cls(
+            (slots, loops), bounds, window, sa.text("SELECT " + ", ".join(latest)), params, rows, stored_after, last
+        )
 
 
 #: The attribute a tracker read or saved by this store carries (Rasa hands the same object back to save).
@@ -216,12 +223,12 @@ class TriageSQLTrackerStore(SQLTrackerStore):
         return [(int(row_id), data) for row_id, data in _state_events([(int(i), str(k), d) for i, k, d in rows])]
 
     def _sql(self) -> _Queries:
-        """The reading queries, as SQL text made once per set of slots (Rasa sets the domain after the
+        """The reading queries, as SQL text made once per set of slots and loops (Rasa sets the domain after the
         store is made): building and caching SQLAlchemy expressions of a dozen subqueries on every read
         cost more than running them."""
-        slots = tuple(slot.name for slot in self.domain.slots)
-        if self._queries is None or self._queries.slots != slots:
-            self._queries = _Queries.for_slots(self.SQLEvent.__tablename__, slots)
+        names = (tuple(slot.name for slot in self.domain.slots), tuple(self.domain.form_names))
+        if self._queries is None or self._queries.names != names:
+            self._queries = _Queries.for_domain(self.SQLEvent.__tablename__, *names)
         return self._queries
 
     # -- writing -------------------------------------------------------------------------------------

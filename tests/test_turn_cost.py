@@ -151,6 +151,31 @@ def test_a_turn_reads_the_same_few_events_at_turn_300_as_at_turn_5(store: Triage
     assert window.latest_message.text == whole.latest_message.text == "message 300"
 
 
+def test_the_database_does_the_same_work_for_a_turn_at_turn_400_as_at_turn_20(
+    tmp_path: Path, domain: Domain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted in SQLite's virtual-machine steps (not time, which the machine's load decides): a query that
+    walked the sender's rows instead of seeking the index would grow with the conversation."""
+    monkeypatch.setenv("TRIAGE_DB_URL", f"sqlite:///{tmp_path / 'steps.db'}")
+    store = TriageSQLTrackerStore(domain)
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    sa.event.listen(store.engine, "checkout", lambda dbapi, record, proxy: dbapi.set_progress_handler(count, 1))
+    talk = Conversation(store)
+    cost = {}
+    for number in range(1, 401):
+        if number in (20, 400):
+            steps[0] = 0
+        talk.message(number, history(f"term {number % 9}"), SlotSet(HIGHEST, "call_now"))
+        if number in (20, 400):
+            cost[number] = steps[0]
+    assert cost[400] <= 1.1 * cost[20], cost
+
+
 def test_every_event_is_stored_once_and_in_order(store: TriageSQLTrackerStore) -> None:
     talk = Conversation(store)
     for number in range(1, 41):
@@ -205,7 +230,11 @@ def test_a_restart_or_a_reset_before_the_window_clears_what_it_cleared(store: Tr
     assert (window.get_slot(HISTORY), window.get_slot(HIGHEST), window.get_slot(REVIEW)) == (None, None, False)
 
 
-def test_a_pause_and_an_active_loop_from_before_the_window_still_hold(store: TriageSQLTrackerStore) -> None:
+def test_a_pause_and_an_active_loop_from_before_the_window_still_hold(
+    store: TriageSQLTrackerStore, domain: Domain
+) -> None:
+    forms = "version: '3.1'\nforms:\n  first_form:\n    required_slots: []\n  symptom_form:\n    required_slots: []\n"
+    store.domain = domain.merge(Domain.from_yaml(forms))  # this assistant has no forms (yet)
     talk = Conversation(store)
     talk.message(1, ActiveLoop("first_form"), ActiveLoop("symptom_form"), ConversationResumed())
     talk.message(2, ConversationPaused(), SlotSet(HIGHEST, "mention"))
