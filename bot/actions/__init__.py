@@ -8,3 +8,9 @@ from bot.actions.conversation import ActionConversationState, ActionFollowUp, Ac
 from bot.actions.triage import ActionTriage  # noqa: E402
 
 __all__ = ["ActionConversationState", "ActionFollowUp", "ActionReminder", "ActionTriage"]
+
+# The triage core, English and Spanish, is loaded when the action server starts rather than at the first
+# message, which must not wait for it.
+from bot.triage import default_triager  # noqa: E402
+
+default_triager().spanish_triager()

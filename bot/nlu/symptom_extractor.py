@@ -44,6 +44,8 @@ class SymptomExtractor(GraphComponent, EntityExtractorMixin):
     def __init__(self, config: dict[str, Any]) -> None:
         self._intent = str(config.get("symptom_intent", SYMPTOM_INTENT))
         self._triager = default_triager()
+        # The Spanish reader is built now, not at the first Spanish message: that patient must not wait for it.
+        self._triager.spanish_triager()
 
     @classmethod
     def create(

@@ -118,8 +118,11 @@ def fold_accents(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
 
 
-def load_spanish_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[str], str], frozenset[str]]:
-    """A blank Spanish tokenizer with a sentencizer, the folded lemma lookup, and the common words."""
+def load_spanish_pipeline(
+    folder: Path | None = None,
+) -> tuple[Language, Callable[[str], str], frozenset[str], Callable[[str], bool]]:
+    """A blank Spanish tokenizer with a sentencizer, the folded lemma lookup, the common words, and whether
+    a word is a Spanish word (a form the lemma table knows, or a function word)."""
     path = _ensure(folder)
     nlp = spacy.blank("es")
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
@@ -131,7 +134,11 @@ def load_spanish_pipeline(folder: Path | None = None) -> tuple[Language, Callabl
         return word if word in keep else str(table.get(word, word))
 
     common = frozenset((path / SPANISH_COMMON_WORDS).read_text(encoding="utf-8").split())
-    return nlp, lemma, common
+
+    def is_spanish(word: str) -> bool:
+        return word in keep or word in table
+
+    return nlp, lemma, common, is_spanish
 
 
 def spanish_stop_words() -> frozenset[str]:

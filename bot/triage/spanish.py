@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ from bot.triage.knowledge import KnowledgeError, read_table
 
 SPANISH = "es"
 ENGLISH = "en"
-#: How much likelier Spanish must be than any other language: "tiene fever" is (0.35 against 0.26 for
-#: Italian), a stray "y" in English is not.
+#: How much likelier Spanish must be than English: "tiene fever" is, a stray "y" in English is not.
 MARGIN = 0.05
+NEAR_TOP = 0.15
 _PLAIN_WORD = re.compile(r"(?<![{\w])[a-z]+(?![\w}])")
 #: Signs that a message may be Spanish: letters English does not use, or its common short words.
 _SIGNS = re.compile(
@@ -38,7 +39,7 @@ _SIGNS = re.compile(
 )
 
 
-def with_spanish_words(known: Catalogue, folder: Path, spanish_words: frozenset[str]) -> Catalogue:
+def with_spanish_words(known: Catalogue, folder: Path, is_spanish: Callable[[str], bool]) -> Catalogue:
     """The catalogue with the Spanish phrasings of each term beside the English ones, and the Spanish word
     groups beside the English groups (a Spanish group may not reuse an English group's name). An English
     phrase made only of Spanish words is left out ("coma" is also "eat", "pus" is Spanish already): in a
@@ -60,7 +61,7 @@ def with_spanish_words(known: Catalogue, folder: Path, spanish_words: frozenset[
         spanish[term] = (phrases, severe)
 
     def english(phrases: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(p for p in phrases if not set(_PLAIN_WORD.findall(p.replace("'", " "))) <= spanish_words)
+        return tuple(p for p in phrases if not all(map(is_spanish, _PLAIN_WORD.findall(p.replace("'", " ")))))
 
     def widened(entry: Entry) -> Entry:
         phrases, severe = spanish.get(entry.term, ((), ()))
@@ -79,7 +80,7 @@ class Identifier:
     def __init__(self) -> None:
         from lingua import Language, LanguageDetectorBuilder
 
-        self._spanish = Language.SPANISH
+        self._spanish, self._english = Language.SPANISH, Language.ENGLISH
         languages = [Language.ENGLISH, Language.SPANISH, Language.PORTUGUESE, Language.FRENCH, Language.ITALIAN,
                      Language.GERMAN]  # fmt: skip
         self._detector: Any = LanguageDetectorBuilder.from_languages(*languages).build()
@@ -89,9 +90,10 @@ class Identifier:
         if not _SIGNS.search(text):
             return ENGLISH
         confidence = {value.language: value.value for value in self._detector.compute_language_confidence_values(text)}
-        best = max(confidence, key=lambda language: confidence[language])
-        others = [value for language, value in confidence.items() if language != self._spanish]
-        if best == self._spanish and confidence[best] >= max(others, default=0.0) + MARGIN:
+        spanish, english = confidence.get(self._spanish, 0.0), confidence.get(self._english, 0.0)
+        # Clearly likelier than English, and at or near the top: Portuguese and Italian look much like
+        # Spanish, and a message in either is better read with Spanish words than not read at all.
+        if spanish >= english + MARGIN and spanish >= max(confidence.values()) - NEAR_TOP:
             return SPANISH
         return ENGLISH
 

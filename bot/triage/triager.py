@@ -69,8 +69,8 @@ class Triager:
         if language == spanish.SPANISH:
             words = spanish.knowledge_folder(folder)
             folders.append(words)
-            self._nlp, lemma, common = assets.load_spanish_pipeline(assets_folder)
-            self.catalogue = spanish.with_spanish_words(english, words, common | assets.spanish_stop_words())
+            self._nlp, lemma, common, is_spanish = assets.load_spanish_pipeline(assets_folder)
+            self.catalogue = spanish.with_spanish_words(english, words, is_spanish)
             variants = load_variants(words / "spelling.csv", {})
             stop = assets.english_stop_words() | assets.spanish_stop_words()
         else:
