@@ -6,7 +6,9 @@ term names, what each level asks, temperature advice and a few phrases, from `kn
 from __future__ import annotations
 
 import csv
+import re
 from functools import lru_cache
+from typing import Any
 
 from bot.triage.knowledge import knowledge_dir
 from bot.triage.result import Level
@@ -65,3 +67,33 @@ def care_team_suffix(english_suffix: str, language: str) -> str:
     if language == SPANISH and english_suffix.startswith(" at "):
         return " al " + english_suffix[len(" at ") :]
     return english_suffix
+
+
+class Speaker:
+    """Sends a domain response in the patient's language. Rasa picks a response's variation from the
+    tracker's slots before the events of the action that sent it are applied, so the `language` slot an
+    action sets cannot choose its own replies: the Spanish variation is rendered here from the domain."""
+
+    def __init__(self, dispatcher: Any, domain: dict[str, Any], language: str) -> None:
+        self._dispatcher = dispatcher
+        self._responses = domain.get("responses") or {} if isinstance(domain, dict) else {}
+        self.language = language
+
+    def say(self, response: str, **values: Any) -> None:
+        text = self._variation(response) if self.language == SPANISH else None
+        if text is None:
+            self._dispatcher.utter_message(response=response, **values)
+        else:
+            self._dispatcher.utter_message(text=_fill(text, values))
+
+    def _variation(self, response: str) -> str | None:
+        for variation in self._responses.get(response) or ():
+            for condition in variation.get("condition") or ():
+                if condition.get("name") == "language" and condition.get("value") == SPANISH:
+                    return str(variation.get("text") or "") or None
+        return None
+
+
+def _fill(template: str, values: dict[str, Any]) -> str:
+    """Rasa's own way of filling a response: every {name} it has a value for, the rest left as written."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)

@@ -106,7 +106,7 @@ def test_unclear_is_flagged_for_review_and_never_reassuring() -> None:
 
 
 def test_a_message_in_another_language_gets_the_unreadable_answer() -> None:
-    assert responses(run("tengo fiebre y dolor de cabeza")[0])[0] == "utter_level_unreadable"
+    assert responses(run("j'ai de la fièvre et mal à la tête")[0])[0] == "utter_level_unreadable"
 
 
 def test_a_denial_gets_what_to_watch_for() -> None:

@@ -53,9 +53,17 @@ class ActionFollowUp(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         language = language_of(tracker)
-        return [SlotSet(LANGUAGE, language), *self._reply(dispatcher, tracker, language)]
+        speaker = wording.Speaker(dispatcher, domain, language)
+        return [SlotSet(LANGUAGE, language), *self._reply(dispatcher, speaker, tracker, domain, language)]
 
-    def _reply(self, dispatcher: CollectingDispatcher, tracker: Tracker, language: str) -> list[EventType]:
+    def _reply(
+        self,
+        dispatcher: CollectingDispatcher,
+        speaker: wording.Speaker,
+        tracker: Tracker,
+        domain: dict[str, Any],
+        language: str,
+    ) -> list[EventType]:
         intent = tracker.get_intent_of_latest_message()
         text = tracker.latest_message.get("text") or ""
         if intent in ("report_worse", "report_better"):
@@ -63,35 +71,37 @@ class ActionFollowUp(Action):
             if last:
                 # The symptoms just reported, read again with what the patient says of them now.
                 words = " and ".join(item["span"] for item in last)
-                return answer(dispatcher, tracker, text, default_triager().triage(f"{words} {text}"))
+                return answer(dispatcher, tracker, domain, text, default_triager().triage(f"{words} {text}"))
         if intent == "affirm":
             asked = _items(tracker.get_slot(ASKED_SYMPTOMS))
             if asked:
                 terms = " and ".join(item["term"] for item in asked)
-                return answer(dispatcher, tracker, text, default_triager().triage(f"I have {terms}"))
+                return answer(dispatcher, tracker, domain, text, default_triager().triage(f"I have {terms}"))
             if tracker.get_slot(EMERGENCY_OPEN):
-                dispatcher.utter_message(response="utter_emergency_first", **contact_variables(language))
-            dispatcher.utter_message(response="utter_affirm")
+                speaker.say("utter_emergency_first", **contact_variables(language))
+            speaker.say("utter_affirm")
             _send_state(dispatcher, tracker, emergency_open=bool(tracker.get_slot(EMERGENCY_OPEN)))
             return []
         if intent == "report_handled":
-            dispatcher.utter_message(response="utter_handled")
+            speaker.say("utter_handled")
             _send_state(dispatcher, tracker, emergency_open=False, seen_to=True)
             return [SlotSet(EMERGENCY_OPEN, False), SlotSet(HISTORY, handled(tracker)), SlotSet(REMINDED, True)]
-        return self._instruction(dispatcher, tracker, language)
+        return self._instruction(dispatcher, speaker, tracker, language)
 
-    def _instruction(self, dispatcher: CollectingDispatcher, tracker: Tracker, language: str) -> list[EventType]:
+    def _instruction(
+        self, dispatcher: CollectingDispatcher, speaker: wording.Speaker, tracker: Tracker, language: str
+    ) -> list[EventType]:
         """The current instruction for the most urgent open symptom, in plain words."""
         variables = contact_variables(language)
         symptoms = open_symptoms(tracker)
         emergency = bool(tracker.get_slot(EMERGENCY_OPEN))
         level = Level.EMERGENCY if emergency else (Level(symptoms[0]["level"]) if symptoms else Level.NONE)
         if level not in FOLLOW_UPS:
-            dispatcher.utter_message(response="utter_follow_up_nothing_open", **variables)
+            speaker.say("utter_follow_up_nothing_open", **variables)
         else:
             names = [wording.term(item["term"], language) for item in symptoms if Level(item["level"]) == level]
             terms = ", ".join(names) or ", ".join(wording.term(item["term"], language) for item in symptoms)
-            dispatcher.utter_message(response=FOLLOW_UPS[level], terms=terms or "your symptoms", **variables)
+            speaker.say(FOLLOW_UPS[level], terms=terms or "your symptoms", **variables)
         _send_state(dispatcher, tracker, emergency_open=emergency)
         return []
 
@@ -105,8 +115,9 @@ class ActionReminder(Action):
         language = language_of(tracker)
         events: list[EventType] = [SlotSet(LANGUAGE, language)]
         variables = contact_variables(language)
+        speaker = wording.Speaker(dispatcher, domain, language)
         if tracker.get_slot(EMERGENCY_OPEN):
-            dispatcher.utter_message(response="utter_emergency_first", **variables)
+            speaker.say("utter_emergency_first", **variables)
             return events
         if tracker.get_intent_of_latest_message() not in ("thank", "goodbye") or tracker.get_slot(REMINDED):
             return events
@@ -116,7 +127,7 @@ class ActionReminder(Action):
         level = Level(urgent[0]["level"])
         action = wording.action(level, default_triager().catalogue.actions[level], language)
         terms = ", ".join(wording.term(item["term"], language) for item in urgent if Level(item["level"]) == level)
-        dispatcher.utter_message(response="utter_reminder", instruction=action, terms=terms, **variables)
+        speaker.say("utter_reminder", instruction=action, terms=terms, **variables)
         return [*events, SlotSet(REMINDED, True)]
 
 

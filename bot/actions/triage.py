@@ -55,15 +55,18 @@ class ActionTriage(Action):
             reread = default_triager().triage(f"temperature {text}")
             if reread.temperature is not None:
                 triage = reread
-        return answer(dispatcher, tracker, text, triage)
+        return answer(dispatcher, tracker, domain, text, triage)
 
 
-def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage: Triage) -> list[EventType]:
+def answer(
+    dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any], text: str, triage: Triage
+) -> list[EventType]:
     """The reply to a triage: headline, one line per symptom, temperature advice, reminders; the triage
     object; the escalation recorded before the reply leaves; the conversation's slots."""
     triager = default_triager()
     language = triage.language
     variables = contact_variables(language)
+    speaker = wording.Speaker(dispatcher, domain, language)
     history = _history(tracker)
     mentioned_now = {s.term for s in triage.symptoms} | {s.term for s in triage.excluded}
     if triage.temperature is not None and not triage.temperature.term:
@@ -71,18 +74,18 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
     earlier = [item for item in history if item["term"] not in mentioned_now]
     emergency_open = bool(tracker.get_slot(EMERGENCY_OPEN)) and not _emergency_resolved(history, triage)
     if emergency_open and triage.level != Level.EMERGENCY:
-        dispatcher.utter_message(response="utter_emergency_first", **variables)
+        speaker.say("utter_emergency_first", **variables)
 
     asked = [s for s in triage.excluded if set(s.context) & ASKED]
     if triage.level == Level.NONE and asked:
         # A question about a side effect gets what the medicine guide says and when to call, and
         # opens no escalation.
-        dispatcher.utter_message(response="utter_side_effect_info_intro")
+        speaker.say("utter_side_effect_info_intro")
         for symptom in asked:
-            dispatcher.utter_message(response="utter_side_effect_info", **_information(symptom, language), **variables)
+            speaker.say("utter_side_effect_info", **_information(symptom, language), **variables)
     elif triage.level == Level.NONE and any("resolved" in s.context for s in triage.excluded):
         terms = ", ".join(wording.term(s.term, language) for s in triage.excluded if "resolved" in s.context)
-        dispatcher.utter_message(response="utter_better", terms=terms)
+        speaker.say("utter_better", terms=terms)
     elif triage.level == Level.NONE:
         denied = any(set(s.context) & DENIED for s in triage.excluded)
         denied = denied or tracker.get_intent_of_latest_message() == "deny"
@@ -92,20 +95,20 @@ def answer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, triage
             )
     elif triage.level == Level.UNCLEAR:
         headline = "utter_level_unreadable" if triage.unclear_because == UNREADABLE else "utter_level_unclear"
-        dispatcher.utter_message(response=headline, **variables)
+        speaker.say(headline, **variables)
     else:
-        dispatcher.utter_message(response=f"utter_level_{triage.level.value}", **variables)
+        speaker.say(f"utter_level_{triage.level.value}", **variables)
     if triage.temperature is not None:
         band, english = triage.temperature.band, triage.temperature.advice
-        dispatcher.utter_message(response="utter_temperature_advice", advice=wording.advice(band, english, language))
+        speaker.say("utter_temperature_advice", advice=wording.advice(band, english, language))
     for symptom in sorted(triage.symptoms, key=lambda s: -s.level.rank):
-        dispatcher.utter_message(response="utter_symptom_line", **_line(symptom, triage.level, language), **variables)
+        speaker.say("utter_symptom_line", **_line(symptom, triage.level, language), **variables)
     ask_temperature = triage.temperature is None and any(s.term in triager.temperature_terms for s in triage.symptoms)
     if ask_temperature:
-        dispatcher.utter_message(response="utter_ask_temperature")
+        speaker.say("utter_ask_temperature")
     reminder = _reminder(earlier, triage.level, language)
     if reminder:
-        dispatcher.utter_message(response="utter_earlier_symptoms", **reminder)
+        speaker.say("utter_earlier_symptoms", **reminder)
     shown = triage.to_dict()
     if emergency_open and triage.level != Level.EMERGENCY:
         # The reply leads with the open emergency, so its triage object says emergency; the message's own
