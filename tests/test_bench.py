@@ -109,5 +109,5 @@ def test_a_run_against_the_assistant_passes_when_every_reply_is_a_full_answer(as
     texts = ["hello", "I have a rash", "temp 38.5", "thanks", "bye", "my son threw up"]
     done = asyncio.run(load(target, conversations_of(texts, 3), 2, "bench-ok"))
     assert done.failures == [] and len(done.latencies_s) == 6 and done.messages_per_s > 0
-    paired = asyncio.run(interleaved(target, texts[:4], "bench-long"))
+    paired = asyncio.run(interleaved(target, texts[:4], texts[2:], "bench-long"))
     assert paired.failures == [] and len(paired.latencies_s) == len(paired.reference_s) == 4
