@@ -63,6 +63,12 @@ class Reply:
     def level(self) -> str:
         return str(next(m["custom"]["triage"]["level"] for m in self.messages if "triage" in (m.get("custom") or {})))
 
+    @property
+    def message_level(self) -> str:
+        """The level of this message itself (the reply's level may be an emergency still open from before)."""
+        triage = next(m["custom"]["triage"] for m in self.messages if "triage" in (m.get("custom") or {}))
+        return str(triage.get("message_level", triage["level"]))
+
 
 @pytest.fixture(scope="module")
 def running(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -163,8 +169,8 @@ def test_each_message_is_stored_once_and_each_turn_ends_before_the_next_begins(
 
 
 def test_the_emergency_opened_exactly_one_escalation(running: Cluster, replies: list[Reply]) -> None:
-    escalating = [reply for reply in replies if reply.sender == BURST_SENDER and reply.level in ESCALATING]
-    assert "emergency" in {reply.level for reply in escalating}
+    escalating = [reply for reply in replies if reply.sender == BURST_SENDER and reply.message_level in ESCALATING]
+    assert "emergency" in {reply.message_level for reply in escalating}
     engine = sa.create_engine(running.db_url, future=True)
     try:
         with engine.connect() as connection:

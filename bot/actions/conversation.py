@@ -158,6 +158,7 @@ def _send_state(
         json_message={
             "triage": {
                 "level": level.value,
+                "message_level": Level.NONE.value,  # this message reported nothing new
                 "reason": reason,
                 "symptoms": [],
                 "excluded": [],

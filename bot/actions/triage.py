@@ -109,11 +109,11 @@ def answer(
     reminder = _reminder(earlier, triage.level, language)
     if reminder:
         speaker.say("utter_earlier_symptoms", **reminder)
-    shown = triage.to_dict()
+    shown = {**triage.to_dict(), "message_level": triage.level.value}
     if emergency_open and triage.level != Level.EMERGENCY:
         # The reply leads with the open emergency, so its triage object says emergency; the message's own
         # level stays beside it (and is what the escalation records).
-        shown = {**shown, "level": Level.EMERGENCY.value, "message_level": triage.level.value}
+        shown["level"] = Level.EMERGENCY.value
     dispatcher.utter_message(json_message={"triage": {**shown, "emergency_open": emergency_open}})
     # Before the reply leaves: an escalation is committed (or spooled) first.
     _record_escalation(tracker, text, triage)
