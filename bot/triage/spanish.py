@@ -30,13 +30,85 @@ MARGIN = 0.05
 NEAR_TOP = 0.15
 _PLAIN_WORD = re.compile(r"(?<![{\w])[a-z]+(?![\w}])")
 #: Signs that a message may be Spanish: letters English does not use, or its common short words.
-_SIGNS = re.compile(
-    r"[áéíóúñ¿¡ü]|\b(?:que|q|de|la|el|los|las|y|es|tiene|tengo|mi|mis|le|les|se|por|con|una|un|del|al|pero|muy|ya|"
-    r"su|sus|esta|está|estoy|hijo|hija|niño|niña|duele|dolor|fiebre|calentura|cabeza|panza|hace|desde|también|tb|"
-    r"x|xq|porque|qué|cómo|como|para|pa|mucho|poco|nada|sin|hoy|ayer|noche|mañana|vomito|vomitó|devolvió|"
-    r"hola|gracias|buenas|buenos|días|dias|sí|si|bien|mal)\b",
-    re.IGNORECASE,
+_SPANISH_LETTERS = re.compile(r"[áéíóúñ¿¡ü]", re.IGNORECASE)
+_SIGN_WORDS = frozenset(
+    [
+        "que",
+        "q",
+        "de",
+        "la",
+        "el",
+        "los",
+        "las",
+        "y",
+        "es",
+        "tiene",
+        "tengo",
+        "mi",
+        "mis",
+        "le",
+        "les",
+        "se",
+        "por",
+        "con",
+        "una",
+        "un",
+        "del",
+        "al",
+        "pero",
+        "muy",
+        "ya",
+        "su",
+        "sus",
+        "esta",
+        "está",
+        "estoy",
+        "hijo",
+        "hija",
+        "niño",
+        "niña",
+        "duele",
+        "dolor",
+        "fiebre",
+        "calentura",
+        "cabeza",
+        "panza",
+        "hace",
+        "desde",
+        "también",
+        "tb",
+        "x",
+        "xq",
+        "porque",
+        "qué",
+        "cómo",
+        "como",
+        "para",
+        "pa",
+        "mucho",
+        "poco",
+        "nada",
+        "sin",
+        "hoy",
+        "ayer",
+        "noche",
+        "mañana",
+        "vomito",
+        "vomitó",
+        "devolvió",
+        "hola",
+        "gracias",
+        "buenas",
+        "buenos",
+        "días",
+        "dias",
+        "sí",
+        "si",
+        "bien",
+        "mal",
+    ]
 )
+_WORD = re.compile(r"[^\W\d_]+")
 
 
 def with_spanish_words(known: Catalogue, folder: Path, is_spanish: Callable[[str], bool]) -> Catalogue:
@@ -87,7 +159,7 @@ class Identifier:
 
     def language(self, text: str) -> str:
         """ "es" when Spanish is clearly the likeliest language of `text` (normalised), else "en"."""
-        if not _SIGNS.search(text):
+        if not _SPANISH_LETTERS.search(text) and _SIGN_WORDS.isdisjoint(_WORD.findall(text.lower())):
             return ENGLISH
         confidence = {value.language: value.value for value in self._detector.compute_language_confidence_values(text)}
         spanish, english = confidence.get(self._spanish, 0.0), confidence.get(self._english, 0.0)
