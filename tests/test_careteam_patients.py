@@ -202,3 +202,16 @@ def test_in_a_browser_the_nurse_sees_names_and_taps_to_call(app: App, browser: B
     expect(page.locator(".transcript")).to_be_visible()
     page.screenshot(path=str(SHOTS / "careteam-patient-page.png"), full_page=True)
     context.close()
+
+
+def test_a_spanish_message_shows_the_patients_words_with_the_english_term_and_its_language(app: App) -> None:
+    from bot.triage import default_triager
+
+    text = "mi hijo tiene calentura y escalofríos"
+    read = default_triager().triage(text).to_dict()
+    assert read["language"] == "es"
+    app.store.record(f"sms:{STRANGER}-es", "sms", "m-es", text, read)
+    escalation = next(e for e in app.store.queue() if e.sender_id == f"sms:{STRANGER}-es")
+    _, _, page = logged_in(app).get(f"/escalations/{escalation.id}")
+    assert "read in Spanish" in page
+    assert "calentura" in page and "fever" in page and "chills" in page
