@@ -169,7 +169,9 @@ def urgent_phrases(triager: Triager) -> list[str]:
     return sorted(set(_urgent_phrases(triager)))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_a_disguise_inside_a_catalogue_phrase_never_lowers_the_level(
     triager: Triager, urgent_phrases: list[str], data: st.DataObject

@@ -75,7 +75,10 @@ class Speller:
         """The words catalogue phrases are written with: both what they are matched on and what a
         misspelling may be corrected to."""
         vocabulary = {word for word in words if _LETTERS.match(word)}
-        self._vocabulary = frozenset(vocabulary | {self._lemma(word) for word in vocabulary})
+        # A phrase's word is keyed after its spelling variant ("laboured" -> "labored" -> "labor"): that key
+        # must count as known too, or the same word in a message is "corrected" to another key and missed.
+        keys = {self._lemma(self._variants.get(word, word)) for word in vocabulary}
+        self._vocabulary = frozenset(vocabulary | {self._lemma(word) for word in vocabulary} | keys)
         targets: dict[str, list[str]] = {}
         for word in sorted(vocabulary):
             if len(word) >= self._policy.min_length - 1:
