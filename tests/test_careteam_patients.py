@@ -210,8 +210,7 @@ def test_a_spanish_message_shows_the_patients_words_with_the_english_term_and_it
     text = "mi hijo tiene calentura y escalofríos"
     read = default_triager().triage(text).to_dict()
     assert read["language"] == "es"
-    app.store.record(f"sms:{STRANGER}-es", "sms", "m-es", text, read)
-    escalation = next(e for e in app.store.queue() if e.sender_id == f"sms:{STRANGER}-es")
-    _, _, page = logged_in(app).get(f"/escalations/{escalation.id}")
+    change = app.store.record("sms:+16175550177", "sms", "m-es", text, read)
+    _, _, page = logged_in(app).get(f"/escalations/{change.escalation.id}")
     assert "read in Spanish" in page
     assert "calentura" in page and "fever" in page and "chills" in page
