@@ -22,6 +22,7 @@ from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
 from bot.settings import contacts
 from bot.triage import Level, Symptom, Triage, default_triager
+from bot.triage.context import ASKED
 from bot.triage.rules import UNREADABLE
 
 HISTORY = "symptom_history"
@@ -36,8 +37,6 @@ LANGUAGE = "language"
 #: Earlier symptoms are recalled when one of them needed at least this level and more than this reply
 #: asks for (a mention after a fever still reminds of the fever).
 REMIND_FROM = Level.CALL_NOW
-#: Set-aside symptoms the patient asked about (a question, a "what if"): answered from the medicine guide.
-ASKED = {"asked about", "hypothetical"}
 #: Set-aside symptoms the patient says they do not have (any more): the only ones that leave the history.
 DENIED = {"negated", "resolved"}
 

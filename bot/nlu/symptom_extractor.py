@@ -22,6 +22,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.triage import Level, Triage, default_triager
+from bot.triage.context import ASKED
 from bot.triage.knowledge import knowledge_dir
 
 ENTITY = "symptom"
@@ -29,8 +30,6 @@ TRIAGE = "triage"
 SYMPTOM_INTENT = "report_symptom"
 CLASSIFIER_RANKING = "classifier_intent_ranking"
 _CORE = Path(__file__).resolve().parents[1] / "triage"
-#: Set-aside contexts that are questions to answer ("could this make me tired?", "what if I get a rash?").
-ASKED = {"asked about", "hypothetical"}
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR], is_trainable=False)

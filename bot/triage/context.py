@@ -46,6 +46,9 @@ EXCLUDING = {
     OTHER_PERSON: "someone else",
     QUOTED: "quoted",
 }
+#: Set-aside contexts that are questions to answer from the medicine guide ("could this make me tired?",
+#: "what if I get a rash?"); the NLU routes them to the triage action, which answers them.
+ASKED = frozenset({EXCLUDING[QUESTION], EXCLUDING[HYPOTHETICAL]})
 _DIRECTIONS = {"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"}
 GROUP = "triage_targets"
 
