@@ -153,3 +153,47 @@ def test_breathing_trouble_described_as_severe_is_an_emergency(triager: Triager,
 
 def test_plain_shortness_of_breath_is_call_now(triager: Triager) -> None:
     assert triager.triage("I get out of breath walking upstairs").level.value == "call_now"
+
+
+def _messages() -> list[str]:
+    """Every message of the project's own evaluation sets, English and Spanish, plus generated ones."""
+    import json
+    from pathlib import Path
+
+    from tools.bench_triage import messages
+
+    texts = messages(600, seed=11)
+    for path in sorted((Path(__file__).resolve().parents[1] / "eval").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                texts += [record["text"]] if "text" in record else [turn["text"] for turn in record["turns"]]
+    return texts
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_faster_cue_matcher_finds_exactly_what_spacys_matcher_finds(triager: Triager, language: str) -> None:
+    """The cue matcher that replaces the token-pattern Matcher inside ConText must give the same matches, in
+    the same order, as ConText with every cue in spaCy's Matcher (rule ids are assigned in the same order)."""
+    import copy
+
+    from medspacy.context import ConText
+
+    from bot.triage import context
+
+    reader = triager if language == "en" else triager.spanish_triager()
+    assert reader is not None
+    ours = reader._context._context
+    reference = ConText(ours.nlp, rules=None, phrase_matcher_attr="LEMMA", span_attrs=None)
+    reference.add([copy.copy(rule) for rule in ours.rules])  # copies: add() renames the rules it is given
+    fast, plain = getattr(ours, context._CONTEXT_MATCHER), getattr(reference, context._CONTEXT_MATCHER)
+    assert isinstance(getattr(fast, context._TOKEN_MATCHER), context._CueMatcher)
+    compared = 0
+    for text in _messages():
+        doc = reader._read(text)
+        reader._speller.apply(doc)  # match keys as lemmas, as in a real triage
+        mine = [(ours.nlp.vocab.strings[key], start, end) for key, start, end in fast(doc)]
+        theirs = [(reference.nlp.vocab.strings[key], start, end) for key, start, end in plain(doc)]
+        assert mine == theirs, text
+        compared += bool(mine)
+    assert compared > 500

@@ -17,7 +17,9 @@ from typing import Any
 
 from medspacy.context import ConText, ConTextRule
 from spacy.language import Language
+from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
 
 from bot.triage.knowledge import KnowledgeError
 
@@ -68,6 +70,8 @@ class Context:
     """Runs ConText over target spans and reports each span's cues."""
 
     def __init__(self, nlp: Language, rules_paths: list[Path], key: Callable[[str], str]) -> None:
+        if not Doc.has_extension(GROUP):
+            Doc.set_extension(GROUP, default=None)
         keyed = KeyedPipeline(nlp, key)
         rules = [rule for path in rules_paths for rule in load_rules(path, keyed)]
         # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
@@ -80,8 +84,10 @@ class Context:
         a range modify it too (for clauses, not for catalogue phrases)."""
         if not spans:
             return []
-        doc.spans[GROUP] = [Span(doc, start, end, label="TARGET") for start, end in spans]
-        (self._inside if within else self._context)(doc)
+        # A plain list of spans (not a span group, which makes a new Span each time ConText walks it, once
+        # per target and modifier pair).
+        setattr(doc._, GROUP, [Span(doc, start, end, label="TARGET") for start, end in spans])
+        (self._inside if within else self._context)(doc, targets=GROUP)
         found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
         for target, modifier in doc._.context_graph.edges:
             start, end = modifier.modifier_span
@@ -103,7 +109,82 @@ def _context(keyed: KeyedPipeline, rules: list[ConTextRule], *, prune_on_target_
         span_group_name=GROUP,
     )
     context.add(rules)
+    _match_cues_faster(context, keyed)
     return context
+
+
+class _CueMatcher:
+    """Stands in for the token-pattern Matcher inside ConText's matcher, with the same matches, found
+    faster. spaCy's Matcher tries every pattern at every token, and a word-set test ("IN") is a Python
+    call each time. So:
+    - cues of exact words ("attr": "LOWER") go to one PhraseMatcher on lowercase words (a hash lookup
+      per token);
+    - a pattern whose first word is required and exact or from a set, and whose length is bounded, is
+      tried only where its first word stands, on the few tokens it can span;
+    - any other pattern stays in a Matcher over the whole doc.
+    Exact words come first, as they did when they were patterns added before the others."""
+
+    def __init__(self, vocab: Vocab, rules: list[ConTextRule]) -> None:
+        self._exact = PhraseMatcher(vocab, attr="LOWER")
+        self._anchored = Matcher(vocab)
+        self._anywhere = Matcher(vocab)
+        self._starts = PhraseMatcher(vocab, attr="LOWER")  # where an anchored pattern's first word stands
+        self._longest = 0
+        for rule in rules:
+            pattern = rule.pattern
+            if not isinstance(pattern, list) or not pattern:
+                continue  # literal and regular-expression cues are matched elsewhere in ConText
+            if all(set(token) == {"LOWER"} and isinstance(token["LOWER"], str) for token in pattern):
+                self._exact.add(rule._rule_id, [Doc(vocab, words=[token["LOWER"] for token in pattern])])
+                continue
+            first = _first_words(pattern)
+            if first is None or any(token.get("OP", "") not in ("", "?", "!") for token in pattern):
+                self._anywhere.add(rule._rule_id, [pattern])
+                continue
+            self._anchored.add(rule._rule_id, [pattern])
+            for word in first:
+                self._starts.add("start", [Doc(vocab, words=[word])])
+            self._longest = max(self._longest, len(pattern))
+
+    def __call__(self, doc: Doc) -> list[tuple[int, int, int]]:
+        matches: list[tuple[int, int, int]] = self._exact(doc)
+        anchored: list[tuple[int, int, int]] = []
+        for i in sorted({start for _, start, _ in self._starts(doc)}):
+            anchored += [(key, i, i + end) for key, start, end in self._anchored(doc[i : i + self._longest])
+                         if start == 0]  # fmt: skip
+        anywhere: list[tuple[int, int, int]] = self._anywhere(doc) if len(self._anywhere) else []
+        # The Matcher's own order: by start, then by the order the patterns were added.
+        return matches + sorted(anchored + anywhere, key=lambda match: match[1])
+
+
+def _first_words(pattern: list[dict[str, Any]]) -> frozenset[str] | None:
+    """The words a pattern must start with, when its first token is required and names them exactly."""
+    first = pattern[0]
+    if set(first) != {"LOWER"}:
+        return None
+    value = first["LOWER"]
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, dict) and set(value) == {"IN"} and all(isinstance(word, str) for word in value["IN"]):
+        return frozenset(value["IN"])
+    return None
+
+
+#: Where medspaCy 1.2 keeps ConText's matcher and that matcher's token-pattern Matcher (private names,
+#: checked at start-up: a medspaCy that keeps them elsewhere fails loudly here, not silently slower).
+_CONTEXT_MATCHER = "_ConText__matcher"
+_TOKEN_MATCHER = "_MedspacyMatcher__matcher"
+
+
+def _match_cues_faster(context: ConText, keyed: KeyedPipeline) -> None:
+    try:
+        outer = getattr(context, _CONTEXT_MATCHER)
+        patterns = getattr(outer, _TOKEN_MATCHER)
+    except AttributeError as exc:
+        raise RuntimeError(f"medspaCy's ConText no longer keeps its matcher where expected ({exc})") from exc
+    if not isinstance(patterns, Matcher):
+        raise RuntimeError(f"medspaCy's ConText matcher holds {type(patterns).__name__}, not a spaCy Matcher")
+    setattr(outer, _TOKEN_MATCHER, _CueMatcher(keyed.vocab, context.rules))
 
 
 class KeyedPipeline:
