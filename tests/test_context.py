@@ -197,3 +197,37 @@ def test_the_faster_cue_matcher_finds_exactly_what_spacys_matcher_finds(triager:
         assert mine == theirs, text
         compared += bool(mine)
     assert compared > 500
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_the_context_run_gives_the_edges_of_medspacys_own(triager: Triager, language: str) -> None:
+    """`run_context` (ConText's algorithm with sentence bounds read once) must give the edges that
+    `ConText.__call__` gives, for catalogue phrases and for single words as targets, both pruning modes."""
+    from spacy.tokens import Span
+
+    from bot.triage import context
+
+    reader = triager if language == "en" else triager.spanish_triager()
+    assert reader is not None
+    edges = 0
+    for text in _messages():
+        doc = reader._read(text)
+        reader._speller.apply(doc)
+        phrases = [(m.start, m.end) for m in reader._symptoms.find(doc)]
+        for engine, spans in (
+            (reader._context._context, phrases),
+            (reader._context._inside, [(i, i + 1) for i in range(len(doc))]),
+        ):
+            if not spans:
+                continue
+            ours = context.run_context(engine, doc, [Span(doc, s, e, label="TARGET") for s, e in spans])
+            doc.spans[context.GROUP] = [Span(doc, s, e, label="TARGET") for s, e in spans]
+            engine(doc)
+            theirs = doc._.context_graph.edges
+
+            def plain(found: list) -> list:
+                return [((t.start, t.end), m.rule._rule_id, m.modifier_span, m.scope_span) for t, m in found]
+
+            assert plain(ours) == plain(theirs), text
+            edges += len(ours)
+    assert edges > 1000

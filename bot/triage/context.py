@@ -9,13 +9,14 @@ reporting "my son has a fever" is reporting the patient.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medspacy.context import ConText, ConTextRule
+from medspacy.context import ConText, ConTextGraph, ConTextModifier, ConTextRule
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
@@ -70,8 +71,6 @@ class Context:
     """Runs ConText over target spans and reports each span's cues."""
 
     def __init__(self, nlp: Language, rules_paths: list[Path], key: Callable[[str], str]) -> None:
-        if not Doc.has_extension(GROUP):
-            Doc.set_extension(GROUP, default=None)
         keyed = KeyedPipeline(nlp, key)
         rules = [rule for path in rules_paths for rule in load_rules(path, keyed)]
         # A cue inside a symptom's own words ("not eating", "can't wake him") is part of the symptom.
@@ -84,18 +83,65 @@ class Context:
         a range modify it too (for clauses, not for catalogue phrases)."""
         if not spans:
             return []
-        # A plain list of spans (not a span group, which makes a new Span each time ConText walks it, once
-        # per target and modifier pair).
-        setattr(doc._, GROUP, [Span(doc, start, end, label="TARGET") for start, end in spans])
-        (self._inside if within else self._context)(doc, targets=GROUP)
+        targets = [Span(doc, start, end, label="TARGET") for start, end in spans]
         found: dict[tuple[int, int], list[Cue]] = {span: [] for span in spans}
-        for target, modifier in doc._.context_graph.edges:
+        for target, modifier in run_context(self._inside if within else self._context, doc, targets):
             start, end = modifier.modifier_span
             words = doc[start:end]
             found[(target.start, target.end)].append(
                 Cue(modifier.category, words.text, words.start_char, words.end_char)
             )
         return [tuple(found[span]) for span in spans]
+
+
+def run_context(context: ConText, doc: Doc, targets: list[Span]) -> list[tuple[Span, ConTextModifier]]:
+    """medspaCy 1.2's `ConText.__call__`, less what the triage does not use, with the same edges: the
+    scope of each cue is its sentence (then its rule's `max_scope`), found from sentence starts read once
+    per doc instead of a sentence span built per cue; targets are a plain list (a span group makes a new
+    Span each time ConText walks it); no span attributes are set. `tests/test_context.py` checks it
+    against `ConText.__call__` on every evaluation message."""
+    graph = ConTextGraph(prune_on_modifier_overlap=context.prune_on_target_overlap)
+    graph.targets = targets
+    matcher = getattr(context, _CONTEXT_MATCHER)
+    matches = matcher(doc)
+    if not matches:
+        return []
+    starts = [i for i, start in enumerate(doc.to_array("SENT_START").tolist()) if start == 1 or i == 0]
+    length = len(doc)
+    strings = doc.vocab.strings
+    for match_id, start, end in matches:
+        rule = matcher.rule_map[strings[match_id]]
+        first = bisect.bisect_right(starts, start) - 1
+        sentence_start = starts[first]
+        sentence_end = starts[first + 1] if first + 1 < len(starts) else length
+        scope = _scope(rule, start, end, sentence_start, sentence_end)
+        graph.modifiers.append(ConTextModifier(rule, start, end, doc, scope[0], scope[1], context.max_scope))
+    graph.update_scopes()
+    graph.apply_modifiers()
+    edges: list[tuple[Span, ConTextModifier]] = graph.edges
+    return edges
+
+
+def _scope(rule: ConTextRule, start: int, end: int, sentence_start: int, sentence_end: int) -> tuple[int, int]:
+    """A cue's scope as medspaCy 1.2's `ConTextModifier.__set_scope` sets it when ConText has no
+    `max_scope` of its own: the cue's sentence in its direction, cut to the rule's `max_scope`."""
+    direction, max_scope = rule.direction.lower(), rule.max_scope
+    if direction == "forward":
+        scope_end = sentence_end
+        if max_scope is not None and scope_end - end > max_scope:
+            scope_end = end + max_scope
+        return end, scope_end
+    if direction == "backward":
+        scope_start = sentence_start
+        if max_scope is not None and start - scope_start > max_scope:
+            scope_start = start - max_scope
+        return scope_start, start
+    scope_start, scope_end = sentence_start, sentence_end
+    if max_scope is not None and start - scope_start > max_scope:
+        scope_start = start - max_scope
+    if max_scope is not None and scope_end - end > max_scope:
+        scope_end = end + max_scope
+    return scope_start, scope_end
 
 
 def _context(keyed: KeyedPipeline, rules: list[ConTextRule], *, prune_on_target_overlap: bool) -> ConText:
