@@ -42,6 +42,10 @@ class Phrase:
     severe: bool
     parts: tuple[int, ...]
 
+    @property
+    def later_parts(self) -> frozenset[int]:
+        return frozenset(self.parts[1:])
+
 
 @dataclass(frozen=True)
 class Match:
@@ -64,26 +68,41 @@ class PhraseIndex:
         self._matcher = PhraseMatcher(vocab, attr="LEMMA")
         self._part_ids: dict[tuple[tuple[str, ...], ...], int] = {}
         self._part_of_match_id: dict[int, int] = {}
-        self._phrases_by_first: dict[int, list[Phrase]] = {}
+        #: By first part: the one-part phrases, and the phrases with gaps with the set of their later parts.
+        self._phrases_by_first: dict[int, tuple[list[Phrase], list[tuple[Phrase, frozenset[int]]]]] = {}
 
     def add(self, label: int, text: str, *, severe: bool = False) -> None:
         """Adds one phrase; `label` is the caller's index of what the phrase stands for."""
         parts = tuple(self._part(chunk) for chunk in text.split(GAP))
         phrase = Phrase(label, text, severe, parts)
-        self._phrases_by_first.setdefault(parts[0], []).append(phrase)
+        single, gapped = self._phrases_by_first.setdefault(parts[0], ([], []))
+        if len(parts) == 1:
+            single.append(phrase)
+        else:
+            gapped.append((phrase, phrase.later_parts))
 
     def find(self, doc: Doc) -> list[Match]:
         hits: dict[int, list[tuple[int, int]]] = {}
+        part_of = self._part_of_match_id
         for match_id, start, end in self._matcher(doc):
-            hits.setdefault(self._part_of_match_id[match_id], []).append((start, end))
+            part = part_of[match_id]
+            if part in hits:
+                hits[part].append((start, end))
+            else:
+                hits[part] = [(start, end)]
         found: list[Match] = []
         sentence_starts: list[int] | None = None
+        present = hits.keys()
         for first, spans in hits.items():
-            for phrase in self._phrases_by_first.get(first, ()):
-                if len(phrase.parts) == 1:
-                    found.extend(Match(phrase, start, end, frozenset(range(start, end))) for start, end in spans)
-                    continue
-                if any(part not in hits for part in phrase.parts[1:]):
+            by_first = self._phrases_by_first.get(first)
+            if by_first is None:
+                continue
+            single, gapped = by_first
+            if single:
+                words = [(start, end, frozenset(range(start, end))) for start, end in spans]
+                found.extend(Match(phrase, start, end, tokens) for phrase in single for start, end, tokens in words)
+            for phrase, later in gapped:
+                if not later <= present:
                     continue
                 if sentence_starts is None:
                     sentence_starts = doc.to_array("SENT_START").tolist()
