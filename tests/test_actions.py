@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from bot.actions import triage as triage_action
 from bot.actions.triage import ActionTriage
 from bot.careteam.recorder import Recorder
 from bot.careteam.store import EscalationStore
+from bot.triage import Triager
+from tests import test_triage_json
 from tests.conftest import ROOT
 
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
@@ -215,3 +219,81 @@ def test_a_question_does_not_erase_a_symptom_reported_earlier() -> None:
     assert [item["term"] for item in slot(events, "symptom_history")] == ["fever"]
     _, events = run("the fever is gone now", symptom_history=earlier)
     assert slot(events, "symptom_history") == []
+
+
+# -- the NLU's triage of the message: answered from, never trusted blindly --------------------------------
+
+
+def parsed(text: str, data: Any, message_id: str = "", **slots: Any) -> Tracker:
+    """The tracker as Rasa sends it: the NLU's triage object (JSON, as it travelled) on the latest message."""
+    with_triage = tracker(text, message_id=message_id, **slots)
+    with_triage.latest_message["triage"] = json.loads(json.dumps(data))
+    return with_triage
+
+
+def reply(of: Tracker) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    dispatcher = CollectingDispatcher()
+    events = ActionTriage().run(dispatcher, of, DOMAIN)
+    return dispatcher.messages, events
+
+
+def test_the_action_answers_from_the_nlu_s_triage_without_reading_the_words_again(
+    triager: Triager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = triager.triage("my son had a fit and has a temp of 39.4").to_dict()
+
+    def read_again(text: str) -> None:
+        raise AssertionError(f"the core was asked again: {text!r}")
+
+    monkeypatch.setattr(triager, "triage", read_again)
+    messages, _ = reply(parsed("my son had a fit and has a temp of 39.4", data))
+    assert responses(messages)[:2] == ["utter_level_emergency", "utter_temperature_advice"]
+
+
+def test_every_message_of_the_sets_gets_the_same_reply_from_the_nlu_s_triage_as_from_its_words(
+    triager: Triager, escalations: EscalationStore
+) -> None:
+    history = [{"term": "fever", "level": "call_now", "span": "fever"}]
+    for number, text in enumerate(test_triage_json.texts()):
+        slots = {"symptom_history": history} if number % 2 else {}
+        from_words = reply(tracker(text, message_id=f"words-{number}", **slots))
+        from_nlu = reply(parsed(text, triager.triage(text).to_dict(), message_id=f"nlu-{number}", **slots))
+        assert from_nlu == from_words, text
+    # Each escalating message was recorded twice (once per id), the same way.
+    recorded = {item.level for item in escalations.queue()}
+    assert recorded <= {"emergency", "call_now", "unclear"} and recorded
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: {**data, "level": "urgent"},
+        lambda data: {**data, "symptoms": "fever"},
+        lambda data: {key: value for key, value in data.items() if key != "language"},
+        lambda data: {**data, "symptoms": [{**data["symptoms"][0], "start": "0"}]},
+        lambda data: [data],
+        lambda data: "call_now",
+    ],
+)
+def test_a_malformed_nlu_triage_costs_the_patient_nothing(
+    triager: Triager, caplog: pytest.LogCaptureFixture, damage: Any
+) -> None:
+    text = "Zebulon has had a seizure"
+    with caplog.at_level(logging.WARNING, logger="bot.actions.triage"):
+        messages, events = reply(parsed(text, damage(triager.triage(text).to_dict())))
+    assert (messages, events) == run(text)
+    assert responses(messages)[0] == "utter_level_emergency"
+    [warning] = [r for r in caplog.records if r.name == "bot.actions.triage"]
+    assert "malformed" in warning.getMessage() and "Zebulon" not in warning.getMessage()
+
+
+def test_a_triage_of_other_words_is_not_used(triager: Triager, caplog: pytest.LogCaptureFixture) -> None:
+    other = triager.triage("a bit of a dry mouth").to_dict()
+    with caplog.at_level(logging.WARNING, logger="bot.actions.triage"):
+        messages, _ = reply(parsed("she is having trouble breathing", other))
+    assert responses(messages)[0] != "utter_level_mention"
+    assert any("not of this message" in r.getMessage() for r in caplog.records)
+
+
+def test_a_message_without_the_nlu_s_triage_is_triaged_by_the_action() -> None:
+    assert responses(run("he had a seizure")[0])[0] == "utter_level_emergency"

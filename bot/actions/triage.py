@@ -6,11 +6,18 @@ temperature when fever was described without a number, and a reminder of urgent 
 earlier in the conversation. The triage object follows as a custom message for clients and reviewers.
 An emergency, call-now or unclear outcome is recorded as an escalation for the care team before the
 reply is returned (bot.careteam.recorder).
+
+The message was already triaged by the NLU (`SymptomExtractor` puts the triage object on the parse data,
+which Rasa sends here as the tracker's latest message): the action answers from that object rather than
+reading the words a second time. When the object is missing, is not what the core writes, or places its
+symptoms on words this message does not have there, the action triages the words itself (and logs why): a
+malformed object costs time, never the patient's answer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -21,9 +28,15 @@ from bot import wording
 from bot.careteam.recorder import default_recorder
 from bot.careteam.store import channel_name
 from bot.settings import contacts
-from bot.triage import Level, Symptom, Triage, default_triager
+from bot.triage import Level, Symptom, Temperature, Triage, default_triager
 from bot.triage.context import ASKED
+from bot.triage.result import MalformedTriage
 from bot.triage.rules import UNREADABLE
+
+log = logging.getLogger(__name__)
+#: Where `SymptomExtractor` (bot/nlu, which imports Rasa and so is not imported here) puts the triage
+#: object on the parse data.
+PARSED_TRIAGE = "triage"
 
 HISTORY = "symptom_history"
 HIGHEST = "highest_level"
@@ -47,7 +60,7 @@ class ActionTriage(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         text = tracker.latest_message.get("text") or ""
-        triage = default_triager().triage(text)
+        triage = message_triage(tracker, text)
         if tracker.get_slot(AWAITING_TEMPERATURE) and triage.temperature is None:
             # The assistant asked for a reading: a bare number ("38", "101") is that reading. The core
             # reads it when told it is a temperature; it keeps no dialogue state of its own.
@@ -55,6 +68,31 @@ class ActionTriage(Action):
             if reread.temperature is not None:
                 triage = reread
         return answer(dispatcher, tracker, domain, text, triage)
+
+
+def message_triage(tracker: Tracker, text: str) -> Triage:
+    """The triage the NLU made of the latest message, or the text triaged here when the parse data has
+    none that is well formed and of these words."""
+    data = (tracker.latest_message or {}).get(PARSED_TRIAGE)
+    if data is None:  # e.g. a tracker from before the NLU carried it
+        return default_triager().triage(text)
+    try:
+        triage = Triage.from_dict(data)
+    except MalformedTriage as error:
+        log.warning("The NLU's triage of the message is malformed (%s): the action triages the text itself.", error)
+        return default_triager().triage(text)
+    if not _describes(triage, text):
+        log.warning("The NLU's triage is not of this message's text: the action triages the text itself.")
+        return default_triager().triage(text)
+    return triage
+
+
+def _describes(triage: Triage, text: str) -> bool:
+    """Whether the triage was made of this text: the core's spans are the patient's words at their offsets."""
+    found: list[Symptom | Temperature] = [*triage.symptoms, *triage.excluded]
+    if triage.temperature is not None:
+        found.append(triage.temperature)
+    return all(text[item.start : item.end] == item.span for item in found)
 
 
 def answer(
