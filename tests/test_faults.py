@@ -1,7 +1,9 @@
 """Faults the service must survive, with the real servers: the database locked by another writer for
 longer than the reply may take. The patient gets the safe answer at once; the conversation is stored
 when the database is free again (its save waits and retries); the escalation is written exactly once
-(the safe reply's record and the dialogue's share the message id).
+(the safe reply's record and the dialogue's share the message id). And the action server restarted
+between two turns: the Rasa server keeps its connections to it alive, and the next turn, sent at once,
+is answered by the action server as usual (a kept connection the restart closed is not used).
 
 The other faults are tested where their parts are: the action server killed and back
 (test_integration), the Rasa server restarted with conversation and escalations intact
@@ -19,6 +21,7 @@ import pytest
 
 from bot.careteam.store import EscalationStore, Query
 from tests.conftest import Assistant
+from tools import serve
 
 pytestmark = pytest.mark.integration
 LOCK_S = 16.0  # longer than the 10 s reply budget and the 5 s each connection waits for a lock
@@ -68,3 +71,23 @@ def test_a_locked_database_delays_nothing_the_patient_needs_and_loses_nothing(as
     assert not spool.exists() or spool.read_text() == ""
     if spool.exists():
         assert spool.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("restart", ["stopped", "killed"])
+def test_the_action_server_restarted_between_turns_answers_the_next_turn(assistant: Assistant, restart: str) -> None:
+    sender = f"restart-{restart}-{uuid.uuid4().hex[:8]}"
+    for turn in range(3):  # several calls, so that the Rasa server holds a kept connection to the action server
+        text, triage = assistant.say(sender, ["hello", "she has a fever", "what should I do?"][turn])
+        assert "safety_net" not in triage
+    assert assistant.actions is not None
+    if restart == "stopped":
+        serve.stop(assistant.actions)  # a deploy: SIGTERM, the server closes its connections
+    else:
+        assistant.actions.kill()  # a crash: the kernel closes them
+        assistant.actions.wait()
+    assistant.start_actions()
+    text, triage = assistant.say(sender, "and now she has a headache too")
+    assert "safety_net" not in triage, "the action server answered, not the channel's safety net"
+    assert triage["level"] == "call_now" and text.startswith("Call your doctor or care team right away")
+    text, triage = assistant.say(sender, "what should I do?")
+    assert "safety_net" not in triage and triage["level"] == "call_now"

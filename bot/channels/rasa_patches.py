@@ -1,4 +1,4 @@
-"""Two changes to Rasa 3.6's server, applied when the channels load.
+"""Three changes to Rasa 3.6's server, applied when the channels load.
 
 Rasa validates every action server response with `jsonschema.validate(result, schema)`, which checks the
 schema itself and builds a new validator on each call: about 20 ms per custom action here, as much as
@@ -13,20 +13,41 @@ with a long one's instead of queueing behind it (another patient's turn: 0.7-1.6
 messages parsed on 4 threads at a 0.5 ms switch interval gave exactly the sequential intents,
 confidences and entities. (The dialogue policies here, MemoizationPolicy and RulePolicy, use none of
 them.)
+
+Rasa calls the action server through `EndpointConfig.request`, which opens a new aiohttp session, and with
+it a new connection, for every action and closes both after it: about 2.5 ms of a turn that runs one or
+two actions. The endpoint now keeps one session, and its connections alive between calls (the session of
+the event loop that serves; a call on another loop, as in tests, makes that loop one of its own).
+A kept connection can be stale: the action server closed it (restarted, or its keep-alive ran out) just
+as a request was sent on it. Such a request, refused or cut off before any reply, is sent once more on a
+fresh connection, as Rasa would have sent it. Sending an action again is safe: the action server keeps no
+state between calls, and an escalation is recorded once per message id however often it is sent. A
+refused connection (the action server is down) and a timeout are not retried: Rasa's error, and the
+channels' safe reply, follow at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
+import aiohttp
 import jsonschema
+import rasa.core.run
+from aiohttp.client_exceptions import ContentTypeError
 from rasa.core.actions.action import RemoteAction
 from rasa.core.channels.channel import UserMessage
+from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
 from rasa.core.processor import MessageProcessor
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.exceptions import FileNotFoundException
+from rasa.utils.endpoints import ClientResponseError, EndpointConfig, concat_url
+
+log = logging.getLogger(__name__)
 
 _original = RemoteAction._validate_action_result
 #: NLU parses at once; more than one, so that a long message does not hold up the short ones.
@@ -71,6 +92,103 @@ async def _parse_message(
     return parse_data
 
 
+#: How long a kept connection to an endpoint may sit idle before it is dropped rather than reused. The
+#: action server (Sanic) closes a connection idle for its KEEP_ALIVE_TIMEOUT, 5 s by default (tools/serve.py
+#: does not change it): dropping ours well before that avoids sending on a connection it is closing.
+KEEPALIVE_S = 2.0
+#: The errors of a request cut off on a kept connection before any reply: sent once more, freshly.
+#: (`ClientConnectorError`, a connection refused, is a subclass of ClientOSError and is not one of them.)
+_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_KEPT = "_triage_kept_session"  # the attribute of an EndpointConfig that holds (event loop, session)
+_original_close_resources = rasa.core.run.close_resources
+
+
+def _new_session(endpoint: EndpointConfig, connector: aiohttp.BaseConnector | None = None) -> aiohttp.ClientSession:
+    """A session configured as Rasa's `EndpointConfig.session()` configures one, on `connector`."""
+    auth = None
+    if endpoint.basic_auth:
+        auth = aiohttp.BasicAuth(endpoint.basic_auth["username"], endpoint.basic_auth["password"])
+    timeout = aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT)
+    return aiohttp.ClientSession(headers=endpoint.headers, auth=auth, timeout=timeout, connector=connector)
+
+
+def _kept_session(endpoint: EndpointConfig) -> aiohttp.ClientSession:
+    """The endpoint's session on the running event loop, made on first use (and again if it was closed)."""
+    loop = asyncio.get_running_loop()
+    kept: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = getattr(endpoint, _KEPT, None)
+    if kept is not None and kept[0] is loop and not kept[1].closed:
+        return kept[1]
+    session = _new_session(endpoint, aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_S))
+    setattr(endpoint, _KEPT, (loop, session))
+    return session
+
+
+async def close_kept_sessions(*endpoints: EndpointConfig | None) -> None:
+    """Closes the sessions the endpoints keep on the running event loop (when the server stops)."""
+    loop = asyncio.get_running_loop()
+    for endpoint in endpoints:
+        kept = getattr(endpoint, _KEPT, None)
+        if kept is not None and kept[0] is loop:
+            delattr(endpoint, _KEPT)
+            await kept[1].close()
+
+
+async def _request(
+    self: EndpointConfig,
+    method: str = "post",
+    subpath: str | None = None,
+    content_type: str | None = "application/json",
+    compress: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Rasa 3.6.21's `EndpointConfig.request` on the endpoint's kept session, sent once more on a fresh
+    connection when a kept one was stale."""
+    headers = {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    headers.update(kwargs.pop("headers", {}))
+    headers.update(self.headers)
+    url = concat_url(self.url, subpath)
+    sslcontext = None
+    if self.cafile:
+        try:
+            sslcontext = ssl.create_default_context(cafile=self.cafile)
+        except FileNotFoundError as e:
+            raise FileNotFoundException(f"Failed to find certificate file, '{self.cafile}' does not exist.") from e
+    params = self.combine_parameters(kwargs)
+
+    async def send(session: aiohttp.ClientSession) -> Any:
+        async with session.request(
+            method, url, headers=headers, params=params, compress=compress, ssl=sslcontext, **kwargs
+        ) as response:
+            if response.status >= 400:
+                raise ClientResponseError(response.status, response.reason or "", await response.content.read())
+            try:
+                return await response.json()
+            except ContentTypeError:
+                return None
+
+    try:
+        return await send(_kept_session(self))
+    except _STALE as error:
+        if isinstance(error, aiohttp.ClientConnectorError):
+            raise
+        log.info("The connection to %s was closed (%s): sending the request again on a new one.", url, error)
+    async with _new_session(self, aiohttp.TCPConnector(force_close=True)) as fresh:
+        return await send(fresh)
+
+
+async def _close_resources(app: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Rasa's own `close_resources`, then the action endpoint's kept session."""
+    await _original_close_resources(app, loop)
+    agent = getattr(app.ctx, "agent", None)
+    await close_kept_sessions(getattr(agent, "action_endpoint", None))
+
+
 def apply() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     MessageProcessor.parse_message = _parse_message  # type: ignore[method-assign]
+    EndpointConfig.request = _request  # type: ignore[method-assign]
+    # `serve_application` registers `close_resources` by its module-level name after it has loaded the
+    # channels (and so this module): it registers this one.
+    rasa.core.run.close_resources = _close_resources
