@@ -3,9 +3,9 @@ sentencizer, and the list of common English words that guards spelling correctio
 
 No pretrained model can be downloaded here, so the set-up (`make setup`, or `python -m bot.triage.assets
 --build`) writes both from the installed `spacy-lookups-data` package into `build/assets/`, with the
-Spanish lemma table in a compact form and the sentence encoder's embedding table (see
-`bot/triage/embedding.py`). If they are missing or were written by an older version of this module at run
-time, they are built on first use.
+lemma tables in a compact form (`bot/triage/lemmas.py`), the Spanish words, and the sentence encoder's
+embedding table (`bot/triage/encoder_table.py`). If they are missing, or were written by an older version
+of this module, they are built on first use.
 """
 
 from __future__ import annotations
@@ -23,25 +23,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import spacy
 import spacy.about
 from spacy.language import Language
 from spacy.lookups import Lookups, Table
-from spacy.strings import get_string_id
+
+from bot.triage import lemmas
+from bot.triage.lemmas import LemmaTable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "build" / "assets"
 PIPELINE = "spacy_en_lookup"
+#: The pipeline's lemma lookups as a compact `LemmaTable` (the pipeline keeps its own: Rasa loads it, tools/serve.py).
+ENGLISH_LEMMAS = "english_lemmas"
 #: Spanish: lemma lookups (accents folded, as the matcher sees text) and common words, from the same package.
-#: The lemmas are two arrays (the forms' string hashes, sorted, and each form's lemma as an index into
-#: the distinct lemmas) and the distinct lemmas, one a line: 12 bytes a form instead of spaCy's lookup
-#: table, which held 130 MB in memory for the 490,000 forms.
-SPANISH_LEMMAS = "spanish_lemmas.npz"
-SPANISH_LEMMA_NAMES = "spanish_lemma_names.txt"
+SPANISH_LEMMAS = "spanish_lemmas"
 SPANISH_COMMON_WORDS = "spanish_common_words.txt"
 #: Bump when what `build` writes changes, so that older asset folders are rebuilt on first use.
-VERSION = "4"
+VERSION = "5"
 COMMON_WORDS = "common_words.txt"
 FOREIGN_WORDS = "foreign_function_words.txt"
 
@@ -81,6 +80,8 @@ def build(target: Path | None = None) -> Path:
         nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
         nlp.initialize()
         nlp.to_disk(scratch / PIPELINE)
+        saved = Lookups().from_disk(scratch / PIPELINE / "lemmatizer" / "lookups").get_table("lemma_lookup")
+        lemmas.write(saved, scratch, ENGLISH_LEMMAS)
         probabilities = _lookups_table("en_lexeme_prob")
         common = sorted(word for word, logprob in probabilities.items() if logprob >= COMMON_WORD_LOGPROB)
         (scratch / COMMON_WORDS).write_text("\n".join(common) + "\n", encoding="utf-8")
@@ -109,13 +110,12 @@ def load_core_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[
     """The same pipeline for the triage core, built the fast way: a blank English tokenizer (its
     defaults are what was saved) plus the saved lemma table, without reading the tokenizer back from
     disk (that doubles spaCy's start-up). Returns the pipeline with a sentencizer, and the lemma lookup."""
-    path = _ensure(folder) / PIPELINE
+    table = LemmaTable.load(_ensure(folder), ENGLISH_LEMMAS)
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
-    table = Lookups().from_disk(path / "lemmatizer" / "lookups").get_table("lemma_lookup")
 
     def lemma(word: str) -> str:
-        return str(table.get(word, word))
+        return table.get(word, word)
 
     return nlp, lemma
 
@@ -123,10 +123,10 @@ def load_core_pipeline(folder: Path | None = None) -> tuple[Language, Callable[[
 def _build_spanish(scratch: Path) -> None:
     """Spanish lemmas with accents folded on both sides (the matcher reads "vomitó" as "vomito"), and the
     common Spanish words that spelling correction must leave alone."""
-    lemmas: dict[str, str] = {}
+    folded: dict[str, str] = {}
     for word, lemma in _lookups_table("es_lemma_lookup").items():
-        lemmas.setdefault(fold_accents(str(word)), fold_accents(str(lemma)))
-    write_lemmas(Table("lemma_lookup", lemmas), scratch)
+        folded.setdefault(fold_accents(str(word)), fold_accents(str(lemma)))
+    lemmas.write(Table("lemma_lookup", folded), scratch, SPANISH_LEMMAS)
     probabilities = _lookups_table("es_lexeme_prob")
     common = sorted({fold_accents(w) for w, p in probabilities.items() if p >= COMMON_WORD_LOGPROB and " " not in w})
     (scratch / SPANISH_COMMON_WORDS).write_text("\n".join(common) + "\n", encoding="utf-8")
@@ -137,51 +137,6 @@ def fold_accents(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
 
 
-class LemmaTable:
-    """A lemma lookup table in 12 bytes a form: the forms' string hashes, sorted, beside each form's lemma
-    as an index into the distinct lemmas. Its answers are those of the spaCy lookup table it was written
-    from, for every word: the same hash (spaCy's `get_string_id`) finds the same entry or none."""
-
-    def __init__(self, forms: np.ndarray[Any, np.dtype[np.uint64]], lemmas: np.ndarray[Any, np.dtype[np.int32]],
-                 names: list[str]) -> None:  # fmt: skip
-        self._forms, self._lemmas, self._names = forms, lemmas, names
-        self._last = len(forms) - 1
-
-    @classmethod
-    def load(cls, folder: Path) -> LemmaTable:
-        with np.load(folder / SPANISH_LEMMAS, allow_pickle=False) as arrays:
-            forms, lemmas = arrays["forms"], arrays["lemmas"]
-        names = (folder / SPANISH_LEMMA_NAMES).read_text(encoding="utf-8").split("\n")[:-1]
-        return cls(forms, lemmas, names)
-
-    def _position(self, word: str) -> int:
-        """The row of `word`, or -1. The hash goes in as a uint64 scalar: a Python int would make numpy
-        compare in float64, where neighbouring hashes are equal."""
-        key = np.uint64(get_string_id(word))
-        row = int(self._forms.searchsorted(key))
-        return row if row <= self._last and self._forms[row] == key else -1
-
-    def get(self, word: str, default: str) -> str:
-        row = self._position(word)
-        return default if row < 0 else self._names[self._lemmas[row]]
-
-    def __contains__(self, word: str) -> bool:
-        return self._position(word) >= 0
-
-
-def write_lemmas(table: Table, folder: Path) -> None:
-    """Writes a spaCy lookup table of strings as a `LemmaTable` (its keys are already the string hashes)."""
-    names = sorted(set(map(str, table.values())))
-    if any("\n" in name for name in names):
-        raise ValueError("a lemma holds a line break: the list of lemmas is one a line")
-    index = {name: position for position, name in enumerate(names)}
-    forms = np.fromiter(table.keys(), dtype=np.uint64, count=len(table))
-    lemmas = np.fromiter((index[str(name)] for name in table.values()), dtype=np.int32, count=len(table))
-    order = np.argsort(forms, kind="stable")
-    np.savez(folder / SPANISH_LEMMAS, forms=forms[order], lemmas=lemmas[order])
-    (folder / SPANISH_LEMMA_NAMES).write_text("".join(name + "\n" for name in names), encoding="utf-8")
-
-
 def load_spanish_pipeline(
     folder: Path | None = None,
 ) -> tuple[Language, Callable[[str], str], frozenset[str], Callable[[str], bool]]:
@@ -190,7 +145,7 @@ def load_spanish_pipeline(
     path = _ensure(folder)
     nlp = spacy.blank("es")
     nlp.add_pipe("sentencizer", config={"punct_chars": SENTENCE_ENDS})
-    table = LemmaTable.load(path)
+    table = LemmaTable.load(path, SPANISH_LEMMAS)
     # Function words keep their form: the lookup makes "como" (like) the verb "comer" and "fue" "ir".
     keep = spanish_stop_words()
 
