@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
-from tools import serve
+from tools import bench_memory, serve
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,15 @@ def test_make_run_starts_every_server_and_ctrl_c_stops_them(trained_model: Path,
         assert allowed_origin(url, "https://evil.example") is None
         # The supervisor imports neither Rasa nor spaCy: it holds a few megabytes, not half a gigabyte.
         assert resident_mb(process.pid) < SUPERVISOR_MAX_MB
+        # Memory (issue 12): TensorFlow only in the Rasa server, jax in none, and the servers' settings.
+        servers = {bench_memory.role_of(pid): pid for pid in bench_memory.family(process.pid)}
+        assert set(servers) >= {"supervisor", "care-team app", "action server", "Rasa server"}, servers
+        for role, pid in servers.items():
+            libraries = mapped_libraries(pid)
+            assert not any("jaxlib" in library for library in libraries), role
+            assert any("libtensorflow" in library for library in libraries) == (role == "Rasa server"), role
+        for role in ("action server", "Rasa server"):
+            assert bench_memory.settings(servers[role]) == serve.SERVER_MEMORY, role
         files = sorted(tmp_path.glob("run.db*"))  # the database and its write-ahead log: patient data
         assert tmp_path / "run.db" in files
         assert all(file.stat().st_mode & 0o077 == 0 for file in files), [oct(f.stat().st_mode) for f in files]
@@ -107,6 +116,34 @@ def resident_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def mapped_libraries(pid: int) -> set[str]:
+    """The files of shared libraries the process has mapped (from /proc/<pid>/maps)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split()[-1] for line in lines if ".so" in line.rsplit("/", 1)[-1]}
+
+
+def test_the_servers_get_the_memory_settings_unless_the_operator_chose_others() -> None:
+    env = serve.rasa_env(serve.Ports(rasa=5005, actions=5055), base={"PATH": os.environ["PATH"]})
+    assert {key: env[key] for key in serve.SERVER_MEMORY} == serve.SERVER_MEMORY
+    chosen = serve.rasa_env(serve.Ports(rasa=5005, actions=5055), base={"MALLOC_ARENA_MAX": "4"})
+    assert chosen["MALLOC_ARENA_MAX"] == "4"
+
+
+def test_rasa_runs_as_its_own_command_line_without_jax() -> None:
+    """`rasa --version` through RASA_MAIN; and in a process started the same way, TensorFlow imports
+    without jax (its TF Lite module, which would import it, carries on as when jax is not installed)."""
+    done = subprocess.run(serve.rasa_cli("--version"), cwd=ROOT, env=serve.rasa_env(serve.default_ports()),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Rasa Version" in done.stdout
+    prelude = serve.RASA_MAIN.partition("; from rasa")[0]
+    probe = "import tensorflow; print(sorted(m for m, v in sys.modules.items() if v and m.startswith('jax')))"
+    done = subprocess.run([sys.executable, "-c", f"{prelude}; {probe}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def listeners() -> dict[int, str]:

@@ -10,7 +10,8 @@ Ctrl-C.
 Settings (environment, with defaults): TRIAGE_RASA_PORT 5005, TRIAGE_ACTIONS_PORT 5055,
 TRIAGE_CARETEAM_PORT 5006, TRIAGE_DB (var/triage.db), TRIAGE_DB_DIALECT (sqlite), TRIAGE_SPOOL_DIR
 (var/spool), TRIAGE_EMERGENCY_NUMBER (911), TRIAGE_CARE_TEAM_PHONE, TRIAGE_NOTIFY_URL and
-TRIAGE_NOTIFY_SECRET (care-team notifications; off when empty).
+TRIAGE_NOTIFY_SECRET (care-team notifications; off when empty). The servers' memory settings
+(SERVER_MEMORY, below): MALLOC_ARENA_MAX (2), MALLOC_TRIM_THRESHOLD_ (131072), TF_ENABLE_ONEDNN_OPTS (0).
 
 Where the servers listen: every server on 127.0.0.1 (loopback) only. TRIAGE_RASA_HOST (127.0.0.1) is the
 address of the Rasa server, the one with the patient webhooks: set it (e.g. 0.0.0.0) only for a proxy on
@@ -52,6 +53,23 @@ READY_TIMEOUT_S = 180.0
 PRIVATE = 0o077
 MAX_REQUEST_BYTES = 1024 * 1024
 LOOPBACK = "127.0.0.1"
+#: How every `rasa` command is run: Rasa's own command line, with jax kept out of the process first.
+#: TensorFlow 2.12 requires jax and imports it whenever it can (for an optional XLA export of its TF Lite
+#: converter); Rasa never uses it, and it is 66 MB of the Rasa server's memory. A blocked import is the
+#: case TensorFlow already handles (jax not installed).
+RASA_MAIN = "import sys; sys.modules['jax'] = None; sys.argv[0] = 'rasa'; from rasa.__main__ import main; main()"
+#: Memory settings of the servers (each a default the environment may override), measured with
+#: tools/bench_memory.py (issue 12: the whole product in a 2 GB VM):
+#: - glibc's malloc: free memory at the top of the heap above 128 KiB is handed back to the system (a fixed
+#:   threshold, which also keeps glibc from raising its mmap threshold as large blocks are freed), and at
+#:   most two arenas rather than one per thread. After 300 messages the Rasa server holds 60 MB less and
+#:   the action server 40 MB less; the threshold alone gives most of it, two arenas alone nothing.
+#:   jemalloc (Debian's libjemalloc2, preloaded) gave less, and would be one more package to install.
+#: - TensorFlow without its oneDNN custom operations (on by default since 2.9, for the speed of large
+#:   models; ours are small): the Rasa server loads the DIETClassifier and the ResponseSelector in 80 MB
+#:   less. Every message of the evaluation sets and the training data gets the same intent and answer,
+#:   confidences equal to 1e-6, as fast; a model trained this way predicts the same too.
+SERVER_MEMORY = {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "131072", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,8 @@ def rasa_env(ports: Ports, db: Path | None = None, base: dict[str, str] | None =
     env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for key, value in SERVER_MEMORY.items():
+        env.setdefault(key, value)
     # Sanic reads SANIC_* settings: a request body over 1 MiB is refused with 413 before it is read.
     env.setdefault("SANIC_REQUEST_MAX_SIZE", str(MAX_REQUEST_BYTES))
     # rasa_sdk's action server binds SANIC_HOST (default all interfaces): it takes whatever tracker it is
@@ -112,6 +132,11 @@ def default_ports() -> Ports:
     )
 
 
+def rasa_cli(*arguments: str) -> list[str]:
+    """The command line of `rasa <arguments>` (see RASA_MAIN)."""
+    return [str(VENV_BIN / "python"), "-c", RASA_MAIN, *arguments]
+
+
 def inputs_digest() -> str:
     digest = hashlib.sha256()
     for name in TRAINING_INPUTS:
@@ -139,8 +164,7 @@ def ensure_model(env: dict[str, str]) -> Path:
         return MODEL
     print("training the model (inputs changed) ...", flush=True)
     started = time.monotonic()
-    command = [str(VENV_BIN / "rasa"), "train", "--data", "bot/data", "--out", str(MODEL_DIR),
-               "--fixed-model-name", MODEL_NAME]  # fmt: skip
+    command = rasa_cli("train", "--data", "bot/data", "--out", str(MODEL_DIR), "--fixed-model-name", MODEL_NAME)
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     FINGERPRINT.write_text(digest + "\n")
     print(f"trained in {time.monotonic() - started:.0f} s: {MODEL.relative_to(ROOT)}", flush=True)
@@ -163,7 +187,7 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
 
 
 def start_actions(ports: Ports, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    command = [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "bot.actions", "--port", str(ports.actions)]
+    command = rasa_cli("run", "actions", "--actions", "bot.actions", "--port", str(ports.actions))
     process = _spawn(command, env, log)
     wait_until_ready(f"http://{LOOPBACK}:{ports.actions}/health", process)
     return process
@@ -179,9 +203,8 @@ def cors_origins(env: dict[str, str]) -> list[str]:
 
 def rasa_command(port: int, env: dict[str, str], endpoints: Path | str = "endpoints.yml") -> list[str]:
     """`rasa run` bound to TRIAGE_RASA_HOST (loopback by default), CORS only for TRIAGE_CORS_ORIGINS."""
-    command = [str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", str(endpoints),
-               "--credentials", "credentials.yml", "--interface", env.get("TRIAGE_RASA_HOST") or LOOPBACK,
-               "--port", str(port)]  # fmt: skip
+    command = rasa_cli("run", "--model", str(MODEL), "--endpoints", str(endpoints), "--credentials", "credentials.yml",
+                       "--interface", env.get("TRIAGE_RASA_HOST") or LOOPBACK, "--port", str(port))  # fmt: skip
     origins = cors_origins(env)
     return [*command, "--cors", *origins] if origins else command
 
@@ -272,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shell:
         actions = start_actions(ports, env, ROOT / "var" / "log" / "actions.log")
         try:
-            command = [str(VENV_BIN / "rasa"), "shell", "--model", str(MODEL), "--endpoints", "endpoints.yml"]
+            command = rasa_cli("shell", "--model", str(MODEL), "--endpoints", "endpoints.yml")
             return subprocess.run(command, cwd=ROOT, env=env).returncode
         finally:
             stop(actions)
