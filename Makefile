@@ -91,10 +91,12 @@ eval: setup
 
 # Speed and memory of the triage core (tools/bench_triage.py), then the REST round trip beside Rasa's starter
 # assistant and the turn cost over a 300-message conversation (tools/bench_rest.py: starts its own servers,
-# prints their settings). Fails on any failed reply and on any missed target.
+# prints their settings), then the memory of every process of `make run` idle and after 300 messages
+# (tools/bench_memory.py, about 90 s). Fails on any failed reply and on any missed target.
 bench: setup
 	$(PY) -m tools.bench_triage
 	$(PY) -m tools.bench_rest
+	$(PY) -m tools.bench_memory
 
 # Simulated patients through the REST and SMS webhooks, then a database check (tools/loadtest.py): the
 # make-run deployment, then the scale-out cluster with 1 and 2 Rasa replicas. Report in build/loadtest/.
