@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.triage import encoder_table
-from bot.triage.embedding import FILES, EncoderError, SentenceEncoder, default_encoder, resource_folder, write_table
+from bot.triage.embedding import FILES, EncoderError, SentenceEncoder, default_encoder, resource_folder
 from bot.triage.result import Level
 from bot.triage.rules import Finding, Policy, Resemblance
 from bot.triage.triager import Triager
@@ -52,78 +51,6 @@ def test_a_missing_model_file_refuses_to_load(tmp_path: Path) -> None:
     shutil.copy(resource_folder() / "sp.model", tmp_path / "sp.model")
     with pytest.raises(EncoderError, match=r"weights\.npz"):
         SentenceEncoder(tmp_path)
-
-
-#: Texts for comparing two ways of loading the encoder: short, Spanish, emoji, unknown characters, empty,
-#: and a text longer than the encoder's micro-batch of 384 tokens.
-ODD_TEXTS = [
-    "my son has a fever",
-    "mi hijo tiene calentura y vomitó dos veces 😵‍💫",
-    "",
-    "ﬁ① ｂ 한국어 日本語 русский عربي",
-    "dizzy " * 200,
-    "le duele la panza",
-    "x",
-]
-
-
-def one_by_one(encoder: SentenceEncoder) -> np.ndarray:
-    # A batch's sums run in another order than a single text's, so each way is compared with itself.
-    return np.vstack([encoder.encode([text]) for text in ODD_TEXTS])
-
-
-@pytest.fixture(scope="module")
-def package_vectors() -> np.ndarray:
-    """The vectors of ODD_TEXTS from the encoder as the package loads it (its whole table in memory), in one
-    batch and then one text at a time."""
-    encoder = SentenceEncoder()
-    return np.vstack([encoder.encode(ODD_TEXTS), one_by_one(encoder)])
-
-
-def test_the_table_read_from_its_file_gives_the_packages_vectors_bit_for_bit(package_vectors: np.ndarray) -> None:
-    encoder = default_encoder()
-    assert isinstance(encoder._use._backend.table, encoder_table.EmbeddingRows)
-    assert np.vstack([encoder.encode(ODD_TEXTS), one_by_one(encoder)]).tobytes() == package_vectors.tobytes()
-
-
-def test_only_the_rows_of_the_pieces_used_are_read(tmp_path: Path) -> None:
-    encoder = SentenceEncoder(table_folder=tmp_path)
-    rows = encoder._use._backend.table
-    before = rows.rows_read
-    encoder.encode(["my son has a fever", "my son has a fever and a rash"])
-    assert 0 < rows.rows_read - before < 20
-    assert rows.rows_read < 100  # the start-up's warm-up text and these two
-
-
-def test_a_changed_table_file_is_derived_again_and_never_used(tmp_path: Path, package_vectors: np.ndarray) -> None:
-    path = write_table(tmp_path)
-    with path.open("r+b") as handle:
-        handle.seek(-1000, 2)
-        byte = handle.read(1)
-        handle.seek(-1000, 2)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    assert encoder_table.open_checked(path) is None
-    encoder = SentenceEncoder(table_folder=tmp_path)
-    assert encoder_table.open_checked(path) is not None  # written again from the checked weights
-    assert encoder.encode(ODD_TEXTS).tobytes() == package_vectors[: len(ODD_TEXTS)].tobytes()
-
-
-def test_a_missing_table_is_derived_and_an_unwritable_folder_keeps_the_table_in_memory(
-    tmp_path: Path, package_vectors: np.ndarray
-) -> None:
-    SentenceEncoder(table_folder=tmp_path / "new")
-    assert encoder_table.open_checked(tmp_path / "new" / encoder_table.TABLE) is not None
-    (tmp_path / "file").write_text("not a folder")
-    encoder = SentenceEncoder(table_folder=tmp_path / "file" / "assets")
-    assert isinstance(encoder._use._backend.table, np.ndarray)
-    assert encoder.encode(ODD_TEXTS).tobytes() == package_vectors[: len(ODD_TEXTS)].tobytes()
-
-
-def test_a_table_file_of_another_shape_or_type_is_not_used(tmp_path: Path) -> None:
-    np.save(tmp_path / encoder_table.TABLE, np.zeros((10, 512), dtype=np.uint8))
-    assert encoder_table.open_checked(tmp_path / encoder_table.TABLE) is None
-    np.save(tmp_path / encoder_table.TABLE, np.zeros(encoder_table.TABLE_SHAPE, dtype=np.int8))
-    assert encoder_table.open_checked(tmp_path / encoder_table.TABLE) is None
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ ENGLISH_LEMMAS = "english_lemmas"
 SPANISH_LEMMAS = "spanish_lemmas"
 SPANISH_COMMON_WORDS = "spanish_common_words.txt"
 #: Bump when what `build` writes changes, so that older asset folders are rebuilt on first use.
-VERSION = "5"
+VERSION = "6"
 COMMON_WORDS = "common_words.txt"
 FOREIGN_WORDS = "foreign_function_words.txt"
 
@@ -65,9 +65,9 @@ def assets_dir() -> Path:
 
 
 def build(target: Path | None = None) -> Path:
-    """Writes the pipeline, the word lists, the Spanish lemmas and the encoder's embedding table into
-    `target` atomically; returns `target`. The semantic matcher's cached phrase vectors are kept: they are
-    keyed by the encoder and the phrases, not by these assets."""
+    """Writes the pipeline, the word lists, the lemma tables and the encoder's derived files into `target`
+    atomically; returns `target`. The semantic matcher's cached phrase vectors are kept: they are keyed by
+    the encoder and the phrases, not by these assets."""
     from bot.triage import embedding  # imports the encoder package only to write its table
 
     folder = target or assets_dir()
@@ -89,9 +89,9 @@ def build(target: Path | None = None) -> Path:
         foreign = sorted(_stop_words(OTHER_LANGUAGES) - _stop_words(("en",)) - english)
         (scratch / FOREIGN_WORDS).write_text("\n".join(foreign) + "\n", encoding="utf-8")
         _build_spanish(scratch)
-        # Without the checked encoder installed there is no table: semantic matching says so when it starts.
+        # Without the checked encoder installed there is nothing to derive: semantic matching says so itself.
         with contextlib.suppress(embedding.EncoderError):
-            embedding.write_table(scratch)
+            embedding.write_derived(scratch)
         for cached in folder.glob("semantic-*.npy") if folder.is_dir() else ():
             shutil.copy2(cached, scratch / cached.name)
         (scratch / ".built").write_text(_stamp(), encoding="utf-8")

