@@ -64,8 +64,10 @@ def test_the_built_spanish_lemmas_are_the_folded_package_table(forms: dict[str, 
     assert compact.get("vomito", "?") == "vomitar" and "zzzq" not in compact
 
 
-def test_an_asset_folder_of_another_version_is_not_current(tmp_path: Path) -> None:
+def test_an_asset_folder_of_another_version_or_word_package_is_not_current(tmp_path: Path) -> None:
     (tmp_path / ".built").write_text(assets._stamp().replace(f"assets {assets.VERSION},", "assets 3,"))
+    assert not assets.is_current(tmp_path)
+    (tmp_path / ".built").write_text(assets._stamp().replace("spacy-lookups-data ", "spacy-lookups-data 0."))
     assert not assets.is_current(tmp_path)
     (tmp_path / ".built").write_text(assets._stamp())
     assert assets.is_current(tmp_path)
@@ -74,7 +76,7 @@ def test_an_asset_folder_of_another_version_is_not_current(tmp_path: Path) -> No
 def test_a_rebuild_writes_every_asset_and_keeps_the_cached_phrase_vectors(tmp_path: Path) -> None:
     folder = tmp_path / "assets"
     folder.mkdir()
-    (folder / ".built").write_text("assets 3, spaCy 3.4.4\n")
+    (folder / ".built").write_text("assets 5, spaCy 3.4.4\n")  # an older stamp
     (folder / "spanish_lemmas").mkdir()  # the old spaCy table's folder
     (folder / "semantic-0123.npy").write_bytes(b"cached vectors")
     assets._ensure(folder)

@@ -14,12 +14,14 @@ import argparse
 import contextlib
 import gzip
 import importlib
+import importlib.metadata
 import json
 import os
 import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +202,12 @@ def _lookups_table(name: str) -> dict[str, Any]:
     return table
 
 
+@lru_cache(maxsize=1)
 def _stamp() -> str:
-    return f"assets {VERSION}, spaCy {spacy.about.__version__}\n"
+    """What the assets were built by: this module's version, spaCy's, and that of the package their words
+    and lemmas come from (the encoder's derived files check themselves by hash)."""
+    lookups = importlib.metadata.version("spacy-lookups-data")
+    return f"assets {VERSION}, spaCy {spacy.about.__version__}, spacy-lookups-data {lookups}\n"
 
 
 def is_current(folder: Path) -> bool:
