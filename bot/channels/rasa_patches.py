@@ -1,4 +1,4 @@
-"""Three changes to Rasa 3.6's server, applied when the channels load.
+"""Changes to Rasa 3.6's server, each measured, applied when the channels load.
 
 Rasa validates every action server response with `jsonschema.validate(result, schema)`, which checks the
 schema itself and builds a new validator on each call: about 20 ms per custom action here, as much as
@@ -16,6 +16,12 @@ with a long one's instead of queueing behind it (another patient's turn: 0.7-1.6
 messages parsed on 4 threads at a 0.5 ms switch interval gave exactly the sequential intents,
 confidences and entities. (The dialogue policies here, MemoizationPolicy and RulePolicy, use none of
 them.)
+
+The ResponseSelector chooses an FAQ answer for every message (about 2.5 ms of TensorFlow each), and its
+choice is read only when the message's intent is its retrieval intent (`faq`): by the `utter_faq` response
+and by Rasa's full retrieval intent name. It now runs on those messages only; a symptom report, a greeting
+or a follow-up carries no FAQ choice in its parse data. (FallbackClassifier, after it in the pipeline, can
+only turn an intent into `nlu_fallback`, never into `faq`.)
 
 Rasa calls the action server through `EndpointConfig.request`, which opens a new aiohttp session, and with
 it a new connection, for every action and closes both after it: about 2.5 ms of a turn that runs one or
@@ -48,8 +54,11 @@ from rasa.core.actions.action import RemoteAction
 from rasa.core.channels.channel import UserMessage
 from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
 from rasa.core.processor import MessageProcessor
+from rasa.nlu.selectors.response_selector import ResponseSelector
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import FileNotFoundException
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY
+from rasa.shared.nlu.training_data.message import Message
 from rasa.utils.endpoints import ClientResponseError, EndpointConfig, concat_url
 
 log = logging.getLogger(__name__)
@@ -221,10 +230,25 @@ async def _close_resources(app: Any, loop: asyncio.AbstractEventLoop) -> None:
     await close_kept_sessions(getattr(agent, "action_endpoint", None))
 
 
+_original_select = ResponseSelector.process
+
+
+def _select_responses(self: ResponseSelector, messages: list[Message]) -> list[Message]:
+    """Rasa's `ResponseSelector.process` for the messages whose intent is the selector's retrieval intent.
+    A selector without one (it serves every retrieval intent) runs on every message, as in Rasa."""
+    if not self.retrieval_intent:
+        return list(_original_select(self, messages))
+    asked = [m for m in messages if (m.get(INTENT) or {}).get(INTENT_NAME_KEY) == self.retrieval_intent]
+    if asked:
+        _original_select(self, asked)
+    return messages
+
+
 def apply() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     MessageProcessor.parse_message = _parse_message  # type: ignore[method-assign]
     EndpointConfig.request = _request  # type: ignore[method-assign]
+    ResponseSelector.process = _select_responses  # type: ignore[method-assign]
     # `serve_application` registers `close_resources` by its module-level name after it has loaded the
     # channels (and so this module): it registers this one.
     rasa.core.run.close_resources = _close_resources
