@@ -158,8 +158,9 @@ class SemanticIndex:
         self._labels = np.array([label for label, _, _ in phrases], dtype=np.int32)
         self._texts = [text for _, text, _ in phrases]
         self._severe = [severe for _, _, severe in phrases]
-        self._vectors = _cached_vectors(encoder, self._texts, cache)
-        self._columns = np.ascontiguousarray(self._vectors.T)  # texts x phrases in one contiguous product
+        # Phrases as columns (dimensions x phrases, contiguous): texts x phrases in one product. Only this
+        # layout is kept; the cache stores it as is.
+        self._columns = _cached_columns(encoder, self._texts, cache)
         self._recent: dict[str, Nearest] = {}
 
     def nearest(self, texts: list[str]) -> list[Nearest]:
@@ -266,23 +267,24 @@ def phrase_negation(phrase: str) -> str:
     return kind
 
 
-def _cached_vectors(
+def _cached_columns(
     encoder: SentenceEncoder, texts: list[str], cache: Path | None
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The phrases' vectors, from the cache when it was written by the same encoder for the same phrases."""
-    key = hashlib.sha256("\n".join([encoder.fingerprint.digest, *texts]).encode("utf-8")).hexdigest()[:24]
+    """The phrases' vectors as the columns of one contiguous array, from the cache when it was written by
+    the same encoder for the same phrases in the same layout."""
+    key = hashlib.sha256("\n".join([encoder.fingerprint.digest, "columns", *texts]).encode("utf-8")).hexdigest()[:24]
     path = cache / f"semantic-{key}.npy" if cache is not None else None
     if path is not None and path.is_file():
         try:
-            vectors = np.load(path, allow_pickle=False)
-            if vectors.shape[0] == len(texts):
-                return np.asarray(vectors, dtype=np.float32)
+            columns = np.load(path, allow_pickle=False)
+            if columns.ndim == 2 and columns.shape[1] == len(texts) and columns.dtype == np.float32:
+                return np.ascontiguousarray(columns)
         except (OSError, ValueError):
             pass  # unreadable cache: compute again below
-    vectors = encoder.encode(texts)
+    columns = np.ascontiguousarray(encoder.encode(texts).T)
     if path is not None:
-        _write_atomically(path, vectors)
-    return vectors
+        _write_atomically(path, columns)
+    return columns
 
 
 def _write_atomically(path: Path, vectors: np.ndarray[Any, np.dtype[np.float32]]) -> None:

@@ -138,6 +138,7 @@ class Triager:
         self._language_check = LanguageCheck(
             self._speller.knows, assets.load_foreign_words(assets_folder), assets.english_stop_words()
         )
+        keys.clear()  # the phrases are compiled: their words' keys are not needed again (a few MB)
 
     @property
     def temperature_terms(self) -> frozenset[str]:
