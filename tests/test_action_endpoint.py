@@ -1,7 +1,9 @@
 """Rasa's calls to the action server on a kept connection (bot/channels/rasa_patches.py): one session per
 event loop whose connections are reused, a request cut off on a stale kept connection sent once more on
 a fresh one, and nothing else sent twice. The action server here is a small HTTP server that can close
-a kept connection the moment the next request arrives on it, as a restarted or timed-out server does."""
+a kept connection the moment the next request arrives on it, as a restarted or timed-out server does.
+And what Rasa sends it: the conversation's state with this turn's events only, which our actions answer
+exactly as they answer the whole conversation."""
 
 from __future__ import annotations
 
@@ -165,3 +167,78 @@ def test_each_event_loop_has_a_session_of_its_own() -> None:
     finally:
         for loop in loops:
             loop.close()
+
+
+# -- what Rasa sends the action server: this turn's events --------------------------------------------
+
+
+def conversation(triager: Any) -> list[Any]:
+    """Three turns as Rasa keeps them: a fever reported, a question, then the latest message with the
+    actions Rasa has run for it so far."""
+    from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
+
+    def said(text: str, intent: str, number: int) -> Any:
+        parse = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": [],
+                 "triage": triager.triage(text).to_dict(), "message_id": f"m{number}"}  # fmt: skip
+        return UserUttered(text, parse["intent"], [], parse, timestamp=1_790_000_000.0 + number,
+                           input_channel="rest", message_id=f"m{number}")  # fmt: skip
+
+    history = [{"term": "fever", "level": "call_now", "span": "fever"}]
+    return [
+        ActionExecuted("action_listen"),
+        said("my son has a fever", "report_symptom", 1),
+        ActionExecuted("action_triage"),
+        BotUttered("Call your doctor or care team right away."),
+        SlotSet("symptom_history", history),
+        SlotSet("highest_level", "call_now"),
+        ActionExecuted("action_listen"),
+        said("what should I do?", "ask_what_to_do", 2),
+        ActionExecuted("action_follow_up"),
+        BotUttered("Call now."),
+        ActionExecuted("action_listen"),
+        said("thanks, and now he has a dry mouth", "report_symptom", 3),
+    ]
+
+
+@pytest.mark.parametrize("action_name", ["action_triage", "action_follow_up", "action_reminder",
+                                         "action_conversation_state"])  # fmt: skip
+def test_the_actions_answer_this_turn_s_state_as_they_answer_the_whole_conversation(
+    action_name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rasa.core.actions.action import RemoteAction
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa_sdk import Tracker
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from bot.actions import ActionConversationState, ActionFollowUp, ActionReminder, ActionTriage
+    from bot.actions import triage as triage_action
+    from bot.careteam.recorder import Recorder
+    from bot.careteam.store import EscalationStore
+    from bot.triage import default_triager
+    from tests.conftest import ROOT
+
+    store = EscalationStore(f"sqlite:///{tmp_path / 'escalations.db'}")
+    recorder = Recorder(lambda: store, spool=tmp_path / "spool")
+    monkeypatch.setattr(triage_action, "default_recorder", lambda: recorder)
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    tracker = DialogueStateTracker.from_events("patient", conversation(default_triager()), domain.slots)
+    remote = RemoteAction(action_name, EndpointConfig(url="http://127.0.0.1:1/webhook"))
+    sent = json.loads(json.dumps(remote._action_call_format(tracker, domain)))
+    whole = json.loads(json.dumps(rasa_patches._original_call_format(remote, tracker, domain)))
+
+    assert [event["event"] for event in sent["tracker"]["events"]] == ["user"]
+    assert {k: v for k, v in sent["tracker"].items() if k != "events"} == {
+        k: v for k, v in whole["tracker"].items() if k != "events"
+    }
+    assert {k: v for k, v in sent.items() if k != "tracker"} == {k: v for k, v in whole.items() if k != "tracker"}
+    assert len(whole["tracker"]["events"]) == len(conversation(default_triager()))
+
+    action = {a.name(): a for a in (ActionTriage(), ActionFollowUp(), ActionReminder(), ActionConversationState())}
+    replies = []
+    for payload in (sent, whole):
+        dispatcher = CollectingDispatcher()
+        events = action[action_name].run(dispatcher, Tracker.from_dict(payload["tracker"]), payload["domain"])
+        replies.append((dispatcher.messages, events))
+    assert replies[0] == replies[1]
+    assert replies[0] != ([], []), "the action said or set something"
