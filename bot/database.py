@@ -15,7 +15,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.tracker_store import sqlite_pragmas
+#: How long an SQLite connection waits for another's write lock before failing (`TRIAGE_SQLITE_BUSY_MS`).
+BUSY_TIMEOUT_MS = int(os.environ.get("TRIAGE_SQLITE_BUSY_MS", "5000"))
+
+
+def sqlite_pragmas(connection: Any, record: Any) -> None:
+    """Write-ahead log, full sync, and a wait on locks; for every SQLite connection of the project. Here,
+    not beside the tracker store, so that the processes that are not Rasa do not import Rasa for it."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.close()
 
 
 def database_url(env: Mapping[str, str] | None = None) -> str:

@@ -63,7 +63,8 @@ from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from rasa.shared.utils.common import all_subclasses
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-BUSY_TIMEOUT_MS = int(os.environ.get("TRIAGE_SQLITE_BUSY_MS", "5000"))
+from bot.database import sqlite_pragmas
+
 RETRY_S = float(os.environ.get("TRIAGE_DB_RETRY_S", "30"))
 #: Open SQLite connections kept by the store (its reads and saves run one at a time, on the event loop).
 SQLITE_POOL_SIZE = 2
@@ -334,12 +335,3 @@ async def _retrying(call: Callable[[], Awaitable[Result]], what: str, sender_id:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-
-
-def sqlite_pragmas(connection: Any, record: Any) -> None:
-    """Write-ahead log, full sync, and a wait on locks; for every SQLite connection of the project."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.close()

@@ -74,7 +74,7 @@ def test_a_process_that_has_exited_is_left_out() -> None:
     [
         ([sys.executable, "-m", "tools.serve"], "supervisor"),
         ([sys.executable, "-m", "bot.careteam", "serve", "--port", "5006"], "care-team app"),
-        (serve.rasa_cli("run", "actions", "--actions", "bot.actions", "--port", "5055"), "action server"),
+        (serve.actions_cli(5055), "action server"),
         (serve.rasa_cli("run", "--model", "models/triage.tar.gz", "--port", "5005"), "Rasa server"),
     ],
 )

@@ -66,7 +66,7 @@ SPANISH = (
     "le tiemblan las manos y habla raro",
 )
 #: How each process of `make run` is recognised in its command line, and the name it is reported under.
-ROLES = (("-m tools.serve", "supervisor"), ("-m bot.careteam", "care-team app"), (" run actions ", "action server"),
+ROLES = (("-m tools.serve", "supervisor"), ("-m bot.careteam", "care-team app"), ("-m rasa_sdk ", "action server"),
          (" run --model ", "Rasa server"))  # fmt: skip
 
 

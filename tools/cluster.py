@@ -274,7 +274,7 @@ def cluster(
 
 
 def _start(fleet: Fleet, layout: Layout, binaries: Binaries, env: dict[str, str], endpoints: Path) -> None:
-    python, rasa = str(serve.VENV_BIN / "python"), str(serve.VENV_BIN / "rasa")
+    python = str(serve.VENV_BIN / "python")
     redis_dir = layout.workdir / "redis"
     redis_dir.mkdir(mode=0o700, exist_ok=True)
     config = write_redis_config(redis_dir, layout.redis, env["TRIAGE_REDIS_PASSWORD"])
@@ -282,7 +282,7 @@ def _start(fleet: Fleet, layout: Layout, binaries: Binaries, env: dict[str, str]
     wait_for_redis(layout.redis, fleet, env["TRIAGE_REDIS_PASSWORD"])
 
     for number, port in enumerate(layout.actions, 1):
-        fleet.spawn(f"actions-{number}", [rasa, "run", "actions", "--actions", "bot.actions", "--port", str(port)], env)
+        fleet.spawn(f"actions-{number}", serve.actions_cli(port), env)
     schema = fleet.spawn("schema", [python, "-c", SCHEMA_SCRIPT], env)
     try:
         failed = schema.wait(timeout=READY_TIMEOUT_S)
@@ -297,9 +297,9 @@ def _start(fleet: Fleet, layout: Layout, binaries: Binaries, env: dict[str, str]
     cors = ["--cors", *origins] if origins else []
     for number, port in enumerate(layout.replicas, 1):
         # On loopback whatever TRIAGE_RASA_HOST says: nginx is the cluster's front door.
-        fleet.spawn(f"rasa-{number}", [rasa, "run", "--model", str(serve.MODEL), "--endpoints", str(endpoints),
-                                       "--credentials", "credentials.yml", "--interface", "127.0.0.1",
-                                       "--port", str(port), *cors], env)  # fmt: skip
+        fleet.spawn(f"rasa-{number}", serve.rasa_cli("run", "--model", str(serve.MODEL), "--endpoints", str(endpoints),
+                                                     "--credentials", "credentials.yml", "--interface", "127.0.0.1",
+                                                     "--port", str(port), *cors), env)  # fmt: skip
     for number, port in enumerate(layout.actions, 1):
         fleet.wait_ready(f"actions-{number}", f"http://127.0.0.1:{port}/health")
     fleet.wait_ready("careteam", f"http://127.0.0.1:{layout.careteam}/health")
