@@ -14,8 +14,7 @@ runs on a few worker threads: the event loop stays free, and a short message's p
 with a long one's instead of queueing behind it (another patient's turn: 0.7-1.6 s during a
 5,000-character message before, 0.06-0.08 s after). The components are read-only at inference: 300
 messages parsed on 4 threads at a 0.5 ms switch interval gave exactly the sequential intents,
-confidences and entities. (The dialogue policies here, MemoizationPolicy and RulePolicy, use none of
-them.)
+confidences and entities. (The dialogue policy here, RulePolicy, uses none of them.)
 
 The ResponseSelector chooses an FAQ answer for every message (about 2.5 ms of TensorFlow each), and its
 choice is read only when the message's intent is its retrieval intent (`faq`): by the `utter_faq` response
