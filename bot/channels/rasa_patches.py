@@ -33,17 +33,18 @@ it a new connection, for every action and closes both after it: about 2.5 ms of 
 two actions. The endpoint now keeps one session, and its connections alive between calls (the session of
 the event loop that serves; a call on another loop, as in tests, makes that loop one of its own).
 A kept connection can be stale: the action server closed it (restarted, or its keep-alive ran out) just
-as a request was sent on it. Such a request, refused or cut off before any reply, is sent once more on a
-fresh connection, as Rasa would have sent it. Sending an action again is safe: the action server keeps no
-state between calls, and an escalation is recorded once per message id however often it is sent. A
-refused connection (the action server is down) and a timeout are not retried: Rasa's error, and the
-channels' safe reply, follow at once.
+as a request was sent on it. Such a request, cut off before any reply (the connection reset or closed),
+is sent once more on a fresh connection, as Rasa would have sent it. Sending an action again is safe: the
+action server keeps no state between calls, and an escalation is recorded once per message id however
+often it is sent. A refused connection (the action server is down) and a timeout are not retried: Rasa's
+error, and the channels' safe reply, follow at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -207,7 +208,9 @@ async def _request(
         try:
             sslcontext = ssl.create_default_context(cafile=self.cafile)
         except FileNotFoundError as e:
-            raise FileNotFoundException(f"Failed to find certificate file, '{self.cafile}' does not exist.") from e
+            raise FileNotFoundException(
+                f"Failed to find certificate file, '{os.path.abspath(self.cafile)}' does not exist."
+            ) from e
     params = self.combine_parameters(kwargs)
 
     async def send(session: aiohttp.ClientSession) -> Any:

@@ -134,7 +134,7 @@ class Temperature:
             start=_whole(fields, "start", where),
             end=_whole(fields, "end", where),
             band=_text(fields, "band", where),
-            term=_text(fields, "term", where, empty_as_null=True),
+            term=_text(fields, "term", where, null_as_empty=True),
             advice=_text(fields, "advice", where),
         )
 
@@ -177,7 +177,7 @@ class Triage:
             symptoms=_symptoms(fields, "symptoms"),
             excluded=_symptoms(fields, "excluded"),
             temperature=None if temperature is None else Temperature.from_dict(temperature, "triage.temperature"),
-            unclear_because=_text(fields, "unclear_because", "triage", empty_as_null=True),
+            unclear_because=_text(fields, "unclear_because", "triage", null_as_empty=True),
             language=_text(fields, "language", "triage"),
         )
 
@@ -209,12 +209,12 @@ def _refuse(where: str, key: str, expected: str, value: Any) -> MalformedTriage:
     return MalformedTriage(f"{where}.{key}: expected {expected}, got {type(value).__name__}")
 
 
-def _text(fields: Mapping[str, Any], key: str, where: str, empty_as_null: bool = False) -> str:
+def _text(fields: Mapping[str, Any], key: str, where: str, null_as_empty: bool = False) -> str:
     value = fields[key]
-    if empty_as_null and value is None:
+    if null_as_empty and value is None:
         return ""
     if not isinstance(value, str):
-        raise _refuse(where, key, "a string or null" if empty_as_null else "a string", value)
+        raise _refuse(where, key, "a string or null" if null_as_empty else "a string", value)
     return value
 
 
