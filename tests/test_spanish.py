@@ -76,3 +76,18 @@ def test_a_spanish_age_is_not_a_temperature(triager: Triager) -> None:
 def test_mixed_spanish_and_english_words(triager: Triager) -> None:
     result = triager.triage("tiene fever y le duele mucho la cabeza")
     assert {"fever", "headache"} <= {s.term for s in result.symptoms}
+
+
+def test_a_named_language_is_read_without_identifying_it(triager: Triager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The action server reads text put together from a conversation in the language its message was
+    identified in: no second identification (and no language models loaded for it)."""
+    from bot.triage import spanish
+
+    def refuse() -> None:
+        raise AssertionError("the language was identified although it was named")
+
+    monkeypatch.setattr(spanish, "default_identifier", refuse)
+    assert triager.triage("tengo fiebre y escalofríos", language="es").language == "es"
+    assert triager.triage("tengo fiebre y escalofríos", language="es").level.value == "call_now"
+    assert triager.triage("he has a fever", language="en").language == "en"
+    assert triager.triage("he has a fever", language="es").level.value == "call_now"  # English words are read too

@@ -145,15 +145,20 @@ class Triager:
         """Catalogue terms a thermometer reading decides (fever, extremely high fever)."""
         return self._thermometer.terms
 
-    def triage(self, text: str) -> Triage:
-        """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`."""
+    def triage(self, text: str, *, language: str | None = None) -> Triage:
+        """Triage one message. Never raises on odd text: anything unreadable becomes `unclear`. `language`
+        ("en" or "es") reads the message in that language without identifying it: for text put together
+        from a conversation whose message was already identified (the action server's follow-ups)."""
         original = text if isinstance(text, str) else str(text)
         plain = normalise(original)
-        written = written_form(original) if plain.text != original else original  # accents kept for lingua
-        if self.language == spanish.ENGLISH and spanish.default_identifier().language(written) == spanish.SPANISH:
-            reader = self.spanish_triager()
-            if reader is not None:
-                return reader.triage(original)
+        if self.language == spanish.ENGLISH and language != spanish.ENGLISH:
+            if language is None:
+                written = written_form(original) if plain.text != original else original  # accents kept
+                language = spanish.default_identifier().language(written)
+            if language == spanish.SPANISH:
+                reader = self.spanish_triager()
+                if reader is not None:
+                    return reader.triage(original)
         clean = plain.text
         findings: list[Finding] = []
         complaints: list[Complaint] = []
