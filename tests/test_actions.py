@@ -297,3 +297,21 @@ def test_a_triage_of_other_words_is_not_used(triager: Triager, caplog: pytest.Lo
 
 def test_a_message_without_the_nlu_s_triage_is_triaged_by_the_action() -> None:
     assert responses(run("he had a seizure")[0])[0] == "utter_level_emergency"
+
+
+@pytest.mark.parametrize(("language", "said"), [("es", "sí"), ("en", "yes")])
+def test_a_yes_to_the_symptoms_asked_about_is_answered_in_the_conversations_language(language: str, said: str) -> None:
+    """The symptoms asked about are read again in the language the patient's message was read in (the
+    catalogue's English terms, which the Spanish reader reads too), so the reply is in that language."""
+    from bot.actions.conversation import ActionFollowUp
+
+    asked = [{"term": "fever", "span": "fiebre", "level": "call_now"}]
+    state = tracker(said, intent="affirm", asked_symptoms=asked, language=language)
+    state.latest_message["triage"] = {"language": language}
+    state.latest_message["intent_ranking"] = [{"name": "affirm", "confidence": 1.0}]
+    dispatcher = CollectingDispatcher()
+    ActionFollowUp().run(dispatcher, state, DOMAIN)
+    triage = next(m["custom"]["triage"] for m in dispatcher.messages if (m.get("custom") or {}).get("triage"))
+    assert triage["language"] == language
+    assert triage["level"] == "call_now"
+    assert [s["term"] for s in triage["symptoms"]] == ["fever"]

@@ -71,12 +71,18 @@ class ActionFollowUp(Action):
             if last:
                 # The symptoms just reported, read again with what the patient says of them now.
                 words = " and ".join(item["span"] for item in last)
-                return answer(dispatcher, tracker, domain, text, default_triager().triage(f"{words} {text}"))
+                # Read in the language the NLU identified the message in: the words put together are
+                # not identified again (which would load the language models into this server too).
+                again = default_triager().triage(f"{words} {text}", language=language)
+                return answer(dispatcher, tracker, domain, text, again)
         if intent == "affirm":
             asked = _items(tracker.get_slot(ASKED_SYMPTOMS))
             if asked:
                 terms = " and ".join(item["term"] for item in asked)
-                return answer(dispatcher, tracker, domain, text, default_triager().triage(f"I have {terms}"))
+                # In the conversation's language, so that the reply is too (the terms are the catalogue's
+                # English, which the Spanish reader reads as well).
+                said = default_triager().triage(f"I have {terms}", language=language)
+                return answer(dispatcher, tracker, domain, text, said)
             if tracker.get_slot(EMERGENCY_OPEN):
                 speaker.say("utter_emergency_first", **contact_variables(language))
             speaker.say("utter_affirm")
