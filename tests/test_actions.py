@@ -315,3 +315,25 @@ def test_a_yes_to_the_symptoms_asked_about_is_answered_in_the_conversations_lang
     assert triage["language"] == language
     assert triage["level"] == "call_now"
     assert [s["term"] for s in triage["symptoms"]] == ["fever"]
+
+
+def test_a_bare_reading_asked_for_is_read_in_the_messages_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reading the assistant asked for is read again as a temperature in the language the NLU read the
+    message in: no second identification in the action server (which would load the language models)."""
+    from bot.triage import default_triager, spanish
+
+    said = default_triager().triage("38,5").to_dict()
+    said["language"] = "es"
+
+    def refuse() -> None:
+        raise AssertionError("the action server identified the language again")
+
+    monkeypatch.setattr(spanish, "default_identifier", refuse)
+    state = tracker("38,5", awaiting_temperature=True)
+    state.latest_message["triage"] = said
+    dispatcher = CollectingDispatcher()
+    ActionTriage().run(dispatcher, state, DOMAIN)
+    triage = next(m["custom"]["triage"] for m in dispatcher.messages if (m.get("custom") or {}).get("triage"))
+    assert triage["language"] == "es"
+    assert triage["temperature"]["celsius"] == 38.5
+    assert triage["level"] == "call_now"

@@ -64,7 +64,7 @@ class ActionTriage(Action):
         if tracker.get_slot(AWAITING_TEMPERATURE) and triage.temperature is None:
             # The assistant asked for a reading: a bare number ("38", "101") is that reading. The core
             # reads it when told it is a temperature; it keeps no dialogue state of its own.
-            reread = default_triager().triage(f"temperature {text}")
+            reread = default_triager().triage(f"temperature {text}", language=triage.language)
             if reread.temperature is not None:
                 triage = reread
         return answer(dispatcher, tracker, domain, text, triage)
