@@ -8,8 +8,8 @@ took 48 ms at turn 1 and 293 ms at turn 290 (issue 6). This store reads instead:
 
 - the events of the last `TRIAGE_TRACKER_TURNS` (3) turns, from the `action_listen` before the third
   last message on, or of the whole session when it is shorter (never from before its `session_started`).
-  The dialogue policies here are rules over the latest turn (no stories; MemoizationPolicy keeps 5
-  states), so they decide the same on the window as on the whole session (tests/test_turn_cost.py
+  The dialogue policy here is rules over the latest turn (no stories, no MemoizationPolicy), so it
+  decides the same on the window as on the whole session (tests/test_turn_cost.py
   compares a long conversation both ways). A rule with `conversation_start: true`, or a story that
   needs more turns than the window holds, would need a larger setting;
 - before them, the state the earlier events of the session left: the latest `slot` event of each slot
