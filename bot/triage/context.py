@@ -116,10 +116,71 @@ def run_context(context: ConText, doc: Doc, targets: list[Span]) -> list[tuple[S
         sentence_end = starts[first + 1] if first + 1 < len(starts) else length
         scope = _scope(rule, start, end, sentence_start, sentence_end)
         graph.modifiers.append(ConTextModifier(rule, start, end, doc, scope[0], scope[1], context.max_scope))
-    graph.update_scopes()
-    graph.apply_modifiers()
-    edges: list[tuple[Span, ConTextModifier]] = graph.edges
-    return edges
+    _update_scopes(graph.modifiers)
+    return _edges(graph.modifiers, targets, prune=context.prune_on_target_overlap)
+
+
+def _update_scopes(modifiers: list[ConTextModifier]) -> None:
+    """medspaCy 1.2's `ConTextGraph.update_scopes`: each pair of cues limits the other's scope."""
+    for i in range(len(modifiers) - 1):
+        first = modifiers[i]
+        for j in range(i + 1, len(modifiers)):
+            second = modifiers[j]
+            _limit_scope(first, second)
+            _limit_scope(second, first)
+
+
+def _limit_scope(cue: ConTextModifier, other: ConTextModifier) -> None:
+    """medspaCy 1.2's `ConTextModifier.limit_scope`, on the modifiers' own fields: a cue of the same
+    category, one that terminates, or one named in `terminated_by` ends the cue's scope where it starts
+    (looking forward) or ends (looking backward)."""
+    start, end = cue._scope_start, cue._scope_end
+    other_start, other_end = other._scope_start, other._scope_end
+    if not (start <= other_start < end or start < other_end <= end):
+        return
+    rule, other_rule = cue._context_rule, other._context_rule
+    direction = rule.direction.upper()
+    if direction == "TERMINATE":
+        return
+    other_category = other_rule.category.upper()
+    if (
+        other_rule.direction.upper() != "TERMINATE"
+        and other_category not in rule.terminated_by
+        and other_category != rule.category.upper()
+    ):
+        return
+    if rule.category == other_rule.category and (
+        rule.allowed_types != other_rule.allowed_types or rule.excluded_types != other_rule.excluded_types
+    ):
+        return
+    if direction in ("FORWARD", "BIDIRECTIONAL") and other._start > cue._start:
+        cue._scope_end = min(cue._scope_end, other._start)
+    if direction in ("BACKWARD", "BIDIRECTIONAL") and other._end < cue._end:
+        cue._scope_start = max(cue._scope_start, other._end)
+
+
+def _edges(modifiers: list[ConTextModifier], targets: list[Span], *, prune: bool) -> list[tuple[Span, ConTextModifier]]:
+    """medspaCy 1.2's `ConTextGraph.apply_modifiers` with the triage's targets (no types, no callbacks,
+    no target limits, which `load_rules` never sets): with `prune`, a cue overlapping a target is
+    dropped; a cue modifies each target that starts or ends in its scope and not in its own words."""
+    spans = [(target.start, target.end) for target in targets]
+    if prune:
+        modifiers = [
+            modifier
+            for modifier in modifiers
+            if not any(start <= modifier._start < end or start < modifier._end <= end for start, end in spans)
+        ]
+    found: dict[int, list[Span]] = {}
+    for target, (start, end) in zip(targets, spans, strict=True):
+        for index, modifier in enumerate(modifiers):
+            if modifier._start <= start < modifier._end or modifier._start < end <= modifier._end:
+                continue  # the target starts or ends inside the cue's own words
+            if modifier._context_rule.direction in ("TERMINATE", "PSEUDO"):
+                continue
+            scope_start, scope_end = modifier._scope_start, modifier._scope_end
+            if scope_start <= start < scope_end or scope_start < end <= scope_end:
+                found.setdefault(index, []).append(target)
+    return [(target, modifier) for index, modifier in enumerate(modifiers) for target in found.get(index, ())]
 
 
 def _scope(rule: ConTextRule, start: int, end: int, sentence_start: int, sentence_end: int) -> tuple[int, int]:
@@ -156,6 +217,9 @@ def _context(keyed: KeyedPipeline, rules: list[ConTextRule], *, prune_on_target_
     )
     context.add(rules)
     _match_cues_faster(context, keyed)
+    for rule in context.rules:  # what `_edges` leaves out must stay unused
+        if (rule.allowed_types, rule.excluded_types, rule.max_targets, rule.on_modifies) != (None, None, None, None):
+            raise KnowledgeError(f"context rule {rule.literal!r}: target types, limits and callbacks are not supported")
     return context
 
 
