@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medspacy.context import ConText, ConTextGraph, ConTextModifier, ConTextRule
+from medspacy.context import ConText, ConTextModifier, ConTextRule
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
@@ -100,8 +100,6 @@ def run_context(context: ConText, doc: Doc, targets: list[Span]) -> list[tuple[S
     per doc instead of a sentence span built per cue; targets are a plain list (a span group makes a new
     Span each time ConText walks it); no span attributes are set. `tests/test_context.py` checks it
     against `ConText.__call__` on every evaluation message."""
-    graph = ConTextGraph(prune_on_modifier_overlap=context.prune_on_target_overlap)
-    graph.targets = targets
     matcher = getattr(context, _CONTEXT_MATCHER)
     matches = matcher(doc)
     if not matches:
@@ -109,15 +107,16 @@ def run_context(context: ConText, doc: Doc, targets: list[Span]) -> list[tuple[S
     starts = [i for i, start in enumerate(doc.to_array("SENT_START").tolist()) if start == 1 or i == 0]
     length = len(doc)
     strings = doc.vocab.strings
+    modifiers: list[ConTextModifier] = []
     for match_id, start, end in matches:
         rule = matcher.rule_map[strings[match_id]]
         first = bisect.bisect_right(starts, start) - 1
         sentence_start = starts[first]
         sentence_end = starts[first + 1] if first + 1 < len(starts) else length
         scope = _scope(rule, start, end, sentence_start, sentence_end)
-        graph.modifiers.append(ConTextModifier(rule, start, end, doc, scope[0], scope[1], context.max_scope))
-    _update_scopes(graph.modifiers)
-    return _edges(graph.modifiers, targets, prune=context.prune_on_target_overlap)
+        modifiers.append(ConTextModifier(rule, start, end, doc, scope[0], scope[1], context.max_scope))
+    _update_scopes(modifiers)
+    return _edges(modifiers, targets, prune=context.prune_on_target_overlap)
 
 
 def _update_scopes(modifiers: list[ConTextModifier]) -> None:

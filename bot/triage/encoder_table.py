@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from bot.triage.knowledge import write_atomically
 
 TABLE = "encoder_embeddings.npy"
 TABLE_SHAPE = (17 * 7530, 512)
@@ -47,16 +48,8 @@ def derive(weights: Path) -> np.ndarray[Any, np.dtype[np.uint8]]:
 def write(target: Path, weights: Path) -> Path:
     """Derives the table from `weights` and writes it into `target` atomically; returns the file's path."""
     table = derive(weights)
-    target.mkdir(parents=True, exist_ok=True)
     path = target / TABLE
-    handle, scratch = tempfile.mkstemp(prefix=f".{TABLE}-", dir=target)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, table, allow_pickle=False)
-        os.replace(scratch, path)
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
+    write_atomically(path, lambda out: np.save(out, table, allow_pickle=False))
     return path
 
 

@@ -14,8 +14,6 @@ unchanged. The file is checked against VOCABULARY_SHA256 at every load, like the
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,8 @@ from typing import Any, overload
 
 import numpy as np
 from spacy.strings import get_string_id
+
+from bot.triage.knowledge import write_atomically
 
 VOCABULARY = "encoder_vocabulary.npz"
 #: SHA-256 of the arrays below (`_ARRAYS`, in that order) as derived from the checked sp.model.
@@ -130,16 +130,8 @@ def write(target: Path, model: Path) -> Path:
     arrays = derive(model)
     if digest(arrays) != VOCABULARY_SHA256:
         raise ValueError(f"the vocabulary derived from {model} has SHA-256 {digest(arrays)}, not {VOCABULARY_SHA256}")
-    target.mkdir(parents=True, exist_ok=True)
     path = target / VOCABULARY
-    handle, scratch = tempfile.mkstemp(prefix=f".{VOCABULARY}-", dir=target)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(scratch, path)
-    finally:
-        if os.path.exists(scratch):
-            os.unlink(scratch)
+    write_atomically(path, lambda out: np.savez(out, **arrays))
     return path
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 #: The knowledge folder; `TRIAGE_KNOWLEDGE_DIR` points elsewhere (tests use it for broken copies).
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "knowledge"
@@ -87,3 +89,17 @@ def read_table(path: Path, columns: Iterable[str]) -> Iterator[Row]:
         raise KnowledgeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except csv.Error as exc:
         raise KnowledgeError(f"{path}: not a valid CSV file ({exc})") from exc
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Writes `path` through a scratch file beside it, renamed into place: a reader sees the old file or the
+    whole new one, never half of it; the scratch file is removed when writing fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+        os.replace(scratch, path)
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)

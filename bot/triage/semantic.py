@@ -29,10 +29,9 @@ fingerprint and the phrases themselves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from spacy.tokens import Doc
 
 from bot.triage.catalogue import GAP, Catalogue
 from bot.triage.embedding import SentenceEncoder
-from bot.triage.knowledge import KnowledgeError, read_table
+from bot.triage.knowledge import KnowledgeError, read_table, write_atomically
 
 _GROUP = re.compile(r"\{([a-z_]+)\}")
 #: Tokens that end a clause: punctuation, and the conjunctions that join two complaints.
@@ -283,16 +282,7 @@ def _cached_columns(
             pass  # unreadable cache: compute again below
     columns = np.ascontiguousarray(encoder.encode(texts).T)
     if path is not None:
-        _write_atomically(path, columns)
+        # A read-only folder only costs the next start-up the same second again.
+        with contextlib.suppress(OSError):
+            write_atomically(path, lambda out: np.save(out, columns, allow_pickle=False))
     return columns
-
-
-def _write_atomically(path: Path, vectors: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, scratch = tempfile.mkstemp(prefix=".semantic-", suffix=".npy", dir=path.parent)
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, vectors, allow_pickle=False)
-        os.replace(scratch, path)
-    except OSError:
-        pass  # a read-only folder only costs the next start-up the same second again
