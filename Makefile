@@ -27,7 +27,7 @@ $(STAMP): requirements.lock requirements-models.lock tools/python310
 	touch $@
 
 # The blank English pipeline with lookup lemmas and the common-word list (no model download).
-$(ASSETS): $(STAMP) bot/triage/assets.py
+$(ASSETS): $(STAMP) bot/triage/assets.py bot/triage/lemmas.py bot/triage/encoder_table.py bot/triage/encoder_vocabulary.py
 	$(PY) -m bot.triage.assets --build
 
 # Trains when the model is stale, then starts the action server and the Rasa server (tools/serve.py).
